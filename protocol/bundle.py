@@ -15,7 +15,7 @@ from typing import Any
 from protocol import shapes
 from protocol.canonical import b64u_encode, canonical
 from protocol.errors import InvalidBundle, InvalidMessage, InvalidRecord, MalformedJSON
-from protocol.records import KINDS, validate_record
+from protocol.records import KINDS, check_personal_data, validate_record
 
 BUNDLE_DOMAIN = b"cenmesh/bundle/v1\x00"
 MAX_BUNDLE_BYTES = 262_144
@@ -239,6 +239,7 @@ def parse_payload(obj: Any, *, now_ms: int) -> Payload:
         if kind not in KINDS:
             raise InvalidMessage("payload.kind", f"{str(kind)[:40]!r} is not a record kind")
         record = validate_record(kind, obj["record"], now_ms=now_ms)
+        check_personal_data(kind, record, audience.scope)
     except (InvalidMessage, InvalidRecord) as exc:
         raise InvalidBundle("payload", str(exc)) from None
     return Payload(origin, audience, kind, record)
