@@ -70,7 +70,6 @@ class SyncSection(_Strict):
 
     interval_s: int = Field(default=30, ge=1, le=86400)
     jitter_s: int = Field(default=5, ge=0, le=3600)
-    max_backoff_s: int = Field(default=600, ge=1)
     request_timeout_s: int = Field(default=30, ge=1, le=600)
     directory_every: int = Field(default=10, ge=1, description="refresh directories every N rounds")
 

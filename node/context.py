@@ -1,0 +1,158 @@
+"""The running node's state: who it is, whom it trusts, and its store.
+
+One ``Node`` per process (or several in one process for tests and the
+simulation). It keeps the accepted directory in memory, because every
+ingest and every feed request consults it, and writes every change through
+to the store first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from config.settings import Settings
+from crypto.descriptor import check_descriptor, make_descriptor
+from crypto.keys import EncryptionKey, IdentityKey
+from node.keystore import KeyStore
+from node.store import directory as dir_store
+from node.store.db import Store
+from protocol.audience import Roster
+from protocol.descriptor import Descriptor, parse_descriptor, supersedes
+from protocol.errors import InvalidDescriptor
+
+log = logging.getLogger("cenmesh.node")
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class DirectoryChange:
+    """What merging a batch of descriptors did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: int = 0
+
+
+class Node:
+    """A node's identity, keys, trust and directory, over its store."""
+
+    def __init__(self, settings: Settings, store: Store, keys: KeyStore, *, clock: Clock = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.keystore = keys
+        self.clock = clock
+        self.identity: IdentityKey = keys.identity()
+        self.enc_keys: list[EncryptionKey] = keys.encryption_keys()
+        self.node_id = self.identity.node_id
+        self.descriptor: Descriptor = parse_descriptor(keys.descriptor())
+        self.directory: dict[str, Descriptor] = {}
+        self.anchors: dict[str, bytes] = {}
+        self.pinned: set[str] = set()
+        self.rosters: dict[str, Roster] = {}
+        self.reload()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    @property
+    def is_hub(self) -> bool:
+        return self.settings.node.role == "hub"
+
+    def reload(self) -> None:
+        """Read trust and directory from the store (start-up)."""
+        self._install(self.store.read_now(_trust_snapshot))
+
+    async def reload_async(self) -> None:
+        """The same, from a running node (an operator may have changed trust with the CLI)."""
+        self._install(await self.store.read(_trust_snapshot))
+
+    def _install(self, snapshot: tuple[dict[str, bytes], set[str], dict[str, Roster], list[dict[str, Any]]]) -> None:
+        self.anchors, self.pinned, self.rosters, objs = snapshot
+        directory = {}
+        for obj in objs:
+            d = parse_descriptor(obj)
+            directory[d.node] = d
+        directory[self.node_id] = self.descriptor
+        self.directory = directory
+
+    async def refresh_rosters(self) -> None:
+        self.rosters = await self.store.read(dir_store.rosters)
+
+    def judge_descriptor(self, obj: Any) -> Descriptor | None:
+        """Decide whether ``obj`` should enter or replace our directory entry; None when unchanged.
+
+        Accepted when self-signed and pinned or endorsed by an anchor, or when it
+        is a self-signed update of a node we already accept (same identity key,
+        so the same node id). Raises InvalidDescriptor otherwise.
+        """
+        d = parse_descriptor(obj)
+        current = self.directory.get(d.node)
+        # What we endorsed ourselves we trust as much as what our anchors endorsed.
+        anchors = {**self.anchors, self.node_id: self.identity.public}
+        if current is not None and not current.revoked and not d.revoked:
+            check_descriptor(d, anchors=anchors, pinned=[*self.pinned, d.node])
+        else:
+            check_descriptor(d, anchors=anchors, pinned=list(self.pinned))
+        if d.node == self.node_id and not d.revoked:
+            return None  # our own descriptor comes from our key store, never from peers
+        if not supersedes(d, current):
+            if current is not None and len(d.endorsements) > len(current.endorsements) and d.content() == current.content():
+                return d  # same content, more endorsements: keep the richer copy
+            return None
+        return d
+
+    async def merge_descriptors(self, objs: Iterable[Any], *, source: str) -> DirectoryChange:
+        """Accept every acceptable descriptor from ``source``; log and count the rest."""
+        change = DirectoryChange()
+        now = self.now_ms()
+        for obj in objs:
+            try:
+                d = self.judge_descriptor(obj)
+            except InvalidDescriptor as exc:
+                change.refused += 1
+                if exc.reason == "conflict":
+                    node = obj.get("node") if isinstance(obj, dict) else None
+                    log.warning("descriptor conflict from %s: %s", source, exc)
+                    if isinstance(node, str):
+                        await self.store.write(dir_store.flag, node, str(exc))
+                else:
+                    log.info("descriptor from %s refused: %s", source, exc)
+                continue
+            if d is None:
+                change.unchanged += 1
+                continue
+            existed = d.node in self.directory
+            await self.store.write(dir_store.save_descriptor, d.obj, now)
+            self.directory[d.node] = d
+            if existed:
+                change.updated += 1
+            else:
+                change.added += 1
+        return change
+
+    def directory_objs(self) -> list[dict[str, Any]]:
+        """Every descriptor we accept, our own included, in wire form."""
+        return [self.directory[n].obj for n in sorted(self.directory)]
+
+
+def _trust_snapshot(conn: Any) -> tuple[dict[str, bytes], set[str], dict[str, Roster], list[dict[str, Any]]]:
+    return dir_store.anchors(conn), dir_store.pinned(conn), dir_store.rosters(conn), dir_store.load_descriptors(conn)
+
+
+def publish_descriptor(keys: KeyStore, settings: Settings, *, seq: int, issued: int,
+                       endorsements: list[dict[str, Any]] | None = None, revoked: bool = False) -> Descriptor:
+    """Sign this node's descriptor from its settings and keys and save it to descriptor.json."""
+    d = make_descriptor(
+        keys.identity(), seq=seq, name=settings.node.name, country=settings.node.country,
+        role=settings.node.role, regions=settings.node.regions, endpoints=[settings.node.public_url],
+        enc_keys=keys.enc_windows(), issued=issued, revoked=revoked,
+    )
+    obj = {**d.obj, "endorsements": endorsements or []}
+    keys.save_descriptor(obj)
+    return parse_descriptor(obj)

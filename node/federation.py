@@ -1,0 +1,181 @@
+"""The node-to-node API of PROTOCOL.md sections 4 and 5, independent of the HTTP library.
+
+``authenticate`` checks a request's signature, freshness and nonce before any
+handler runs; ``handle`` answers one authenticated request. The aiohttp
+server (node/server.py) and the in-memory transport both call these two, so
+a simulation exercises exactly the code a real deployment runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from crypto.httpsig import verify_request
+from node.context import Node
+from node.ingest import ingest
+from node.store import bundles as bundle_store
+from node.store.db import StoreFull
+from protocol.audience import may_receive_header
+from protocol.canonical import canonical, parse_json
+from protocol.errors import InvalidMessage, InvalidSignature, MalformedJSON
+from protocol.sync import FeedPage, FetchRequest, PushRequest, parse_feed_query
+
+log = logging.getLogger("cenmesh.federation")
+
+PREFIX = "/federation/v1"
+MAX_AGE_S = 300
+
+
+@dataclass
+class Reply:
+    """A transport-neutral answer: status, JSON body (canonical bytes) and extra headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def reply(status: int, obj: Any, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, canonical(obj), headers or {})
+
+
+def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Reply:
+    """Every error answer of section 6."""
+    return reply(status, {"error": code, "detail": detail}, headers)
+
+
+class NonceCache:
+    """Nonces seen within the signature window; a repeat is a replay.
+
+    Bounded: entries leave when their ``expires`` passes, and at most
+    ``limit`` are held (the oldest go first), so a flood cannot grow memory.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self.limit = limit
+
+    def check_and_add(self, keyid: str, nonce: str, expires_s: int, now_s: int) -> bool:
+        while self._seen:
+            _, exp = next(iter(self._seen.items()))
+            if exp > now_s and len(self._seen) < self.limit:
+                break
+            self._seen.popitem(last=False)
+        if (keyid, nonce) in self._seen:
+            return False
+        self._seen[(keyid, nonce)] = expires_s
+        return True
+
+
+class RateLimiter:
+    """A token bucket per peer: ``per_minute`` requests, bursting to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, peer: str, now_s: float) -> float:
+        """0 when allowed, else the seconds to wait."""
+        tokens, last = self._buckets.get(peer, (self.capacity, now_s))
+        tokens = min(self.capacity, tokens + (now_s - last) * self.rate)
+        if tokens >= 1:
+            self._buckets[peer] = (tokens - 1, now_s)
+            return 0.0
+        self._buckets[peer] = (tokens, now_s)
+        return (1 - tokens) / self.rate
+
+
+class Federation:
+    """One node's federation endpoint: authentication state plus the handlers."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.nonces = NonceCache()
+        self.limiter = RateLimiter(node.settings.server.requests_per_minute)
+        self.on_new_bundles: list[Any] = []  # callbacks(bundles, via) for urgent relaying
+
+    def public_key_for(self, keyid: str) -> bytes | None:
+        d = self.node.directory.get(keyid)
+        if d is None or d.revoked or keyid == self.node.node_id:
+            return None
+        return d.identity_key
+
+    def authenticate(self, *, method: str, authority: str, path: str, query: str, body: bytes,
+                     headers: Mapping[str, str]) -> str | Reply:
+        """The caller's node id, or the 401/429 Reply to send instead; nothing else runs first."""
+        now_s = int(self.node.clock())
+        try:
+            verified = verify_request(method=method, authority=authority, path=path, query=query, body=body,
+                                      headers=headers, now_s=now_s, public_key_for=self.public_key_for,
+                                      max_age_s=MAX_AGE_S)
+        except InvalidSignature as exc:
+            log.info("refused %s %s: %s", method, path, exc)
+            return error(401, "bad-signature", exc.reason)
+        if not self.nonces.check_and_add(verified.keyid, verified.nonce, verified.expires + MAX_AGE_S, now_s):
+            return error(401, "bad-signature", "replayed")
+        wait = self.limiter.allow(verified.keyid, self.node.clock())
+        if wait:
+            return error(429, "slow-down", "too many requests", {"Retry-After": str(max(1, int(wait + 0.999)))})
+        return verified.keyid
+
+    def sees_all(self, caller: str) -> bool:
+        return may_receive_header(caller, (), self.node.directory)
+
+    async def handle(self, caller: str | None, method: str, path: str, query: Mapping[str, str], body: bytes,
+                     headers: Mapping[str, str] | None = None) -> Reply:
+        """Answer one request whose caller is authenticated (None only for GET /descriptor)."""
+        route = path.removeprefix(PREFIX)
+        try:
+            if method == "GET" and route == "/descriptor":
+                return reply(200, self.node.descriptor.obj)
+            if caller is None:
+                return error(401, "bad-signature", "missing")
+            if method == "GET" and route == "/directory":
+                return self._directory((headers or {}).get("If-None-Match"))
+            if method == "GET" and route == "/feed":
+                return await self._feed(caller, query)
+            if method == "POST" and route == "/fetch":
+                return await self._fetch(caller, body)
+            if method == "POST" and route == "/push":
+                return await self._push(caller, body)
+        except (InvalidMessage, MalformedJSON) as exc:
+            return error(400, "bad-request", str(exc))
+        except StoreFull as exc:
+            log.error("store full: %s", exc)
+            return error(503, "store-full", "this node cannot store more bundles now", {"Retry-After": "60"})
+        return error(404, "unknown", f"no {method} {path}")
+
+    def _directory(self, if_none_match: str | None) -> Reply:
+        body = canonical({"descriptors": self.node.directory_objs()})
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if if_none_match == etag:
+            return Reply(304, b"", {"ETag": etag})
+        return Reply(200, body, {"ETag": etag})
+
+    async def _feed(self, caller: str, query: Mapping[str, str]) -> Reply:
+        after, limit = parse_feed_query(query.get("after"), query.get("limit"))
+        sl = await self.node.store.read(bundle_store.feed, caller, sees_all=self.sees_all(caller),
+                                        after=after, limit=limit)
+        page = {"epoch": self.node.store.epoch, "items": sl.items, "next": sl.next, "more": sl.more}
+        FeedPage.from_json(page)  # our own answer must follow the contract too
+        return reply(200, page)
+
+    async def _fetch(self, caller: str, body: bytes) -> Reply:
+        req = FetchRequest.from_json(parse_json(body))
+        raws = await self.node.store.read(bundle_store.bundles_for, list(req.ids), caller, sees_all=self.sees_all(caller))
+        # Stored bytes are canonical already: splice them instead of parsing and re-encoding.
+        return Reply(200, b'{"bundles":[' + b",".join(raws) + b"]}")
+
+    async def _push(self, caller: str, body: bytes) -> Reply:
+        req = PushRequest.from_json(parse_json(body))
+        result = await ingest(self.node, list(req.bundles), via=caller)
+        if result.new_bundles:
+            for callback in self.on_new_bundles:
+                callback(result.new_bundles, caller)
+        return reply(200, result.to_json())

@@ -1,0 +1,152 @@
+"""Command-line wrappers that talk to a running node's officer API (``/api/v1``).
+
+Each prints a readable table by default and the API's JSON with ``--json``.
+The node's URL and token default to the node folder's ``node.toml`` and
+``admin.token``; ``--url`` and ``--token`` (or CENMESH_TOKEN) override them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from config.settings import load_settings
+
+
+class ApiError(Exception):
+    """The node answered with an error, or could not be reached."""
+
+
+def _target(args: Any) -> tuple[str, str]:
+    url, token = args.url, args.token or os.environ.get("CENMESH_TOKEN")
+    if args.home:
+        if url is None:
+            s = load_settings(args.home)
+            url = f"{'https' if s.server.tls_cert else 'http'}://{s.server.listen}"
+        if token is None:
+            path = Path(args.home) / "admin.token"
+            if path.exists():
+                token = path.read_text().strip()
+    if not url or not token:
+        raise ApiError("give --home DIR (or --url and --token) so the command can reach the node")
+    return url.rstrip("/"), token
+
+
+def call(args: Any, method: str, path: str, body: Any = None) -> Any:
+    url, token = _target(args)
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + path, data=data, method=method,  # noqa: S310 - URL from node.toml
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())
+            raise ApiError(f"HTTP {exc.code}: {err.get('detail') or err}") from None
+        except ValueError:
+            raise ApiError(f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ApiError(f"cannot reach the node at {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    """A plain aligned table."""
+    cells = [[str(c) if c is not None else "-" for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line, *body]) if body else line + "\n(none)"
+
+
+def _ts(ms: int | None) -> str:
+    return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+
+
+def _summary(kind: str, rec: dict[str, Any]) -> str:
+    if kind == "seizure":
+        c = rec.get("commodity", {})
+        q = rec.get("quantity", {})
+        r = rec.get("route", {})
+        return f"{rec.get('category')}: {c.get('description', '')[:40]} ({q.get('amount')} {q.get('unit')}) {r.get('departure')}->{r.get('destination')}"
+    if kind == "alert":
+        return f"[{rec.get('urgency')}] {rec.get('title', '')[:50]}"
+    if kind == "feedback":
+        return f"{rec.get('outcome')} on {rec.get('ref', '')[:8]}"
+    return str(rec.get("title") or rec.get("subject") or rec.get("reason") or rec.get("group") or "")[:60]
+
+
+def _read_record(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        return json.loads(text)
+    except OSError as exc:
+        raise ApiError(f"{path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ApiError(f"{path}: not JSON: {exc}") from None
+
+
+def record_add(args: Any) -> str | Any:
+    out = call(args, "POST", "/api/v1/records", {"kind": args.kind, "record": _read_record(args.file)})
+    return out if args.json else f"recorded {args.kind} {out['id']} (local; share it with 'cenmesh share')"
+
+
+def share(args: Any) -> str | Any:
+    out = call(args, "POST", f"/api/v1/records/{args.id}/share", {"audience": args.to, "urgent": args.urgent})
+    if args.json:
+        return out
+    return (f"shared as bundle {out['bundle']} to {out['audience']}{' (urgent)' if out['urgent'] else ''}; "
+            f"{len(out['recipients'])} recipients")
+
+
+def records(args: Any) -> str | Any:
+    q = f"?limit={args.limit}" + (f"&kind={args.kind}" if args.kind else "")
+    out = call(args, "GET", "/api/v1/records" + q)
+    if args.json:
+        return out
+    rows = [[r["id"][:8], r["kind"], f"v{r['version']}", r["origin"][:10], _ts(r["created"]),
+             ("RETRACTED " if r["retracted"] else "") + _summary(r["kind"], r["record"])] for r in out["records"]]
+    return table(rows, ["id", "kind", "ver", "origin", "created (UTC)", "summary"])
+
+
+def inbox(args: Any) -> str | Any:
+    out = call(args, "GET", "/api/v1/inbox")
+    if args.json:
+        return out
+    rows = [[a["id"], a["origin"][:10], a["record"].get("urgency"), a["record"].get("respond_by"),
+             "answered" if a["answered"] else ("OVERDUE" if a["overdue"] else "open"), a["record"].get("title", "")[:50]]
+            for a in out["alerts"]]
+    return table(rows, ["alert id", "from", "urgency", "respond by", "state", "title"])
+
+
+def feedback(args: Any) -> str | Any:
+    body: dict[str, Any] = {"outcome": args.outcome}
+    if args.note:
+        body["note"] = args.note
+    if args.seizure:
+        body["seizure"] = args.seizure
+    out = call(args, "POST", f"/api/v1/alerts/{args.id}/feedback", body)
+    return out if args.json else f"feedback {out['record']['id']} ({args.outcome}) sent as bundle {out['bundle']}"
+
+
+def status(args: Any) -> str | Any:
+    out = call(args, "GET", "/api/v1/status")
+    if args.json:
+        return out
+    head = (f"{out['name']} ({out['role']}, {', '.join(out['regions'])})  node {out['node']}\n"
+            f"bundles: {out['bundles']}  directory: {out['directory']} nodes  uptime {out['uptime_s']} s\n")
+    rows = [[p["name"] or p["node"][:10], p["url"], p["cursor"], _ts(p["last_ok"]), p["failures"],
+             (p["last_error"] or "")[:40]] for p in out["peers"]]
+    rej = ", ".join(f"{r['peer'][:10]}:{r['reason']}={r['count']}" for r in out["rejections"]) or "none"
+    return head + table(rows, ["peer", "url", "cursor", "last ok (UTC)", "failures", "last error"]) + f"\nrejections: {rej}"
+
+
+def sync(args: Any) -> str | Any:
+    out = call(args, "POST", "/api/v1/sync", {})
+    return out if args.json else "\n".join(f"{k[:12]}  {v}" for k, v in out["peers"].items()) or "no peers"

@@ -1,0 +1,185 @@
+"""The sync driver: a thin loop that moves bytes for the PeerSync machines of protocol/sync.py.
+
+For each peer it asks the machine what to do (poll the feed, fetch missing
+ids, or wait), does it through the PeerClient, ingests what arrives and
+reports back; the cursor is saved only after the bundles before it are
+stored. It also pushes new bundles at once to the peers that may receive
+them: our own new bundles, and on a hub, urgent bundles it has just accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from node.context import Node
+from node.ingest import ingest
+from node.store import bundles as bundle_store
+from node.store import peers as peer_store
+from node.store.db import StoreFull
+from node.transport import PeerClient, PeerUnavailable
+from protocol.audience import may_receive
+from protocol.bundle import Bundle
+from protocol.errors import RemoteProtocolError
+from protocol.sync import Cursor, Fetch, PeerSync, PollFeed, Wait
+
+log = logging.getLogger("cenmesh.peers")
+
+
+@dataclass
+class Peer:
+    node: str
+    url: str
+    machine: PeerSync
+    lock: asyncio.Lock
+    etag: str | None = None
+    saved: Cursor | None = None
+
+
+class SyncDriver:
+    """Runs sync rounds and pushes for one node."""
+
+    def __init__(self, node: Node, client: PeerClient, *, rng: random.Random | None = None) -> None:
+        self.node = node
+        self.client = client
+        self.rng = rng or random.Random()  # jitter only; nothing secret
+        self.peers: dict[str, Peer] = {}
+        self.rounds = 0
+        self._push_tasks: set[asyncio.Task[dict[str, str]]] = set()
+
+    @property
+    def interval_ms(self) -> int:
+        return self.node.settings.sync.interval_s * 1000
+
+    def _jitter(self) -> int:
+        return self.rng.randint(0, self.node.settings.sync.jitter_s * 1000)
+
+    async def load(self) -> None:
+        """(Re)read the peers table; new peers start from their saved cursor."""
+        now = self.node.now_ms()
+        rows = await self.node.store.read(peer_store.list_peers)
+        seen = set()
+        for row in rows:
+            seen.add(row["node"])
+            if row["node"] in self.peers:
+                self.peers[row["node"]].url = row["url"]
+                continue
+            machine = PeerSync(row["node"], Cursor(row["epoch"], row["cursor"]), interval_ms=self.interval_ms, now_ms=now)
+            self.peers[row["node"]] = Peer(row["node"], row["url"], machine, asyncio.Lock(), row["directory_etag"],
+                                           machine.cursor)
+        for gone in set(self.peers) - seen:
+            del self.peers[gone]
+
+    async def sync_all(self, *, force: bool = False) -> dict[str, str]:
+        """One pass over every peer whose round is due (all of them with ``force``)."""
+        await self.node.reload_async()
+        await self.load()
+        self.rounds += 1
+        if force:
+            for p in self.peers.values():
+                p.machine.sync_now(self.node.now_ms())
+        results = await asyncio.gather(*(self.sync_peer(p) for p in list(self.peers.values())))
+        return dict(zip(self.peers, results, strict=False))
+
+    async def sync_peer(self, peer: Peer) -> str:
+        """Run the peer's machine until it says Wait; returns 'ok', 'waiting' or the error."""
+        if peer.lock.locked():
+            return "busy"
+        async with peer.lock:
+            machine = peer.machine
+            if not machine.in_round and self.node.now_ms() < machine.due_ms:
+                return "waiting"
+            try:
+                if self.rounds % self.node.settings.sync.directory_every == 1 or not peer.etag:
+                    await self.refresh_directory(peer)
+                while True:
+                    action = machine.next_action(self.node.now_ms())
+                    if isinstance(action, Wait):
+                        await self.node.store.write(peer_store.mark_ok, peer.node, self.node.now_ms())
+                        return "ok"
+                    if isinstance(action, PollFeed):
+                        page = await self.client.feed(peer.url, action.after, action.limit)
+                        ids = [item.id for item in page.items]
+                        known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
+                        machine.feed_received(page, [i for i in ids if i not in known], self.node.now_ms(),
+                                              jitter_ms=self._jitter())
+                    elif isinstance(action, Fetch):
+                        objs = await self.client.fetch(peer.url, list(action.ids))
+                        result = await ingest(self.node, objs, via=peer.node)
+                        self._relay_urgent(result.new_bundles, peer.node)
+                        machine.fetched([*result.accepted, *result.duplicate], self.node.now_ms(),
+                                        jitter_ms=self._jitter())
+                    if machine.cursor != peer.saved:
+                        await self._save(peer)
+            except (PeerUnavailable, RemoteProtocolError, StoreFull) as exc:
+                machine.failed(self.node.now_ms(), jitter_ms=self._jitter())
+                log.warning("sync with %s failed (%d in a row): %s", peer.node, machine.failures, exc)
+                await self.node.store.write(peer_store.mark_failed, peer.node, str(exc), self.node.now_ms(),
+                                            machine.failures, machine.due_ms)
+                return f"error: {exc}"
+
+    async def _save(self, peer: Peer) -> None:
+        c = peer.machine.cursor
+        await self.node.store.write(peer_store.save_cursor, peer.node, c.epoch, c.seq, self.node.now_ms(), None)
+        peer.saved = c
+
+    async def refresh_directory(self, peer: Peer) -> None:
+        """Merge the peer's directory (only when its ETag changed)."""
+        descriptors, etag = await self.client.directory(peer.url, peer.etag)
+        if descriptors is not None:
+            change = await self.node.merge_descriptors(descriptors, source=peer.node)
+            if change.added or change.updated:
+                log.info("directory from %s: %d new, %d updated", peer.node, change.added, change.updated)
+        if etag != peer.etag:
+            peer.etag = etag
+            await self.node.store.write(peer_store.set_etag, peer.node, etag)
+
+    # -- pushing -------------------------------------------------------------------------
+
+    def _relay_urgent(self, bundles: Iterable[Bundle], via: str) -> None:
+        """A hub pushes urgent bundles on at once; nationals never relay."""
+        if self.node.is_hub:
+            urgent = [b for b in bundles if b.urgent]
+            if urgent:
+                self.push_soon(urgent, exclude={via})
+
+    def on_pushed(self, bundles: list[Bundle], via: str) -> None:
+        """Federation callback for bundles that arrived by push."""
+        self._relay_urgent(bundles, via)
+
+    def push_soon(self, bundles: list[Bundle], *, exclude: set[str] | None = None) -> None:
+        """Start pushing in the background; the caller does not wait for peers."""
+        task = asyncio.get_running_loop().create_task(self.push(bundles, exclude=exclude or set()))
+        self._push_tasks.add(task)
+        task.add_done_callback(self._push_tasks.discard)
+
+    async def push(self, bundles: list[Bundle], *, exclude: set[str]) -> dict[str, str]:
+        """Push each bundle to every peer that may receive it (section 4's serving rule)."""
+        await self.load()
+        outcome: dict[str, str] = {}
+
+        async def one(peer: Peer) -> None:
+            allowed = [b.obj for b in bundles if may_receive(peer.node, b, self.node.directory)]
+            if not allowed:
+                return
+            try:
+                answer = await self.client.push(peer.url, allowed)
+                outcome[peer.node] = f"{len(answer.accepted)} accepted, {len(answer.duplicate)} duplicate, {len(answer.rejected)} rejected"
+            except (PeerUnavailable, RemoteProtocolError) as exc:
+                outcome[peer.node] = f"error: {exc}"
+                log.warning("push to %s failed (it will pull later): %s", peer.node, exc)
+
+        await asyncio.gather(*(one(p) for p in self.peers.values() if p.node not in exclude))
+        return outcome
+
+    @property
+    def pending_pushes(self) -> int:
+        return len(self._push_tasks)
+
+    async def drain(self) -> None:
+        """Wait for background pushes (shutdown and tests)."""
+        while self._push_tasks:
+            await asyncio.gather(*list(self._push_tasks), return_exceptions=True)

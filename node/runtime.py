@@ -1,0 +1,87 @@
+"""Starting and stopping a node: wiring settings, store, keys, app, sync driver and scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from config.settings import Settings, load_settings
+from node import officer_api
+from node.context import Node
+from node.keystore import KeyStore
+from node.peers import SyncDriver
+from node.scheduler import start_scheduler
+from node.server import FEDERATION_KEY, make_app
+from node.store.db import Store
+from node.transport import HttpTransport, PeerClient
+
+log = logging.getLogger("cenmesh.run")
+
+DRIVER_APP_KEY = web.AppKey("sync-driver", SyncDriver)
+
+
+def open_node(home: str | Path, settings: Settings | None = None) -> Node:
+    """Load a node from its folder (settings, keys, store) without starting anything."""
+    settings = settings or load_settings(home)
+    store = Store(settings.path(settings.store.path), max_size_mb=settings.store.max_size_mb)
+    return Node(settings, store, KeyStore(Path(home)))
+
+
+def build_app(node: Node, *, scheduled: bool = True) -> web.Application:
+    """The full application: federation + officer API, with the driver and scheduler as app resources."""
+    transport = HttpTransport(timeout_s=node.settings.sync.request_timeout_s)
+    driver = SyncDriver(node, PeerClient(node.identity, transport, node.clock))
+
+    def extra(app: web.Application) -> None:
+        officer_api.setup(app, driver)
+
+    app = make_app(node, extra_setup=extra)
+    app[DRIVER_APP_KEY] = driver
+    app[FEDERATION_KEY].on_new_bundles.append(driver.on_pushed)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await driver.load()
+        scheduler = start_scheduler(node, driver) if scheduled else None
+        yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        await driver.drain()
+        await transport.close()
+        node.store.close()  # waits for queued writes: no half-written batch
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def _server_ssl(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.server.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.path(settings.server.tls_cert), settings.path(settings.server.tls_key or ""))
+    return ctx
+
+
+async def serve(home: str | Path) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    node = open_node(home)
+    app = build_app(node)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    s = node.settings.server
+    site = web.TCPSite(runner, s.host, s.port, ssl_context=_server_ssl(node.settings), shutdown_timeout=10)
+    await site.start()
+    log.info("cenmesh node %s (%s) listening on %s", node.node_id, node.settings.node.name, s.listen)
+    print(f"cenmesh node {node.node_id} ({node.settings.node.name}) listening on {s.listen}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()

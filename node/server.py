@@ -1,0 +1,98 @@
+"""The aiohttp application: federation API, officer API, and their error mapping.
+
+``make_app(node)`` wires every long-lived resource through ``cleanup_ctx``;
+``signature_middleware`` authenticates each federation request before any
+handler runs; aiohttp's own errors are converted to the JSON errors of
+PROTOCOL.md section 6 in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from node.context import Node
+from node.federation import PREFIX, Federation, Reply
+
+log = logging.getLogger("cenmesh.server")
+
+NODE_KEY = web.AppKey("node", Node)
+FEDERATION_KEY = web.AppKey("federation", Federation)
+CALLER_KEY = web.RequestKey("caller", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error answer (PROTOCOL.md section 6)."""
+    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
+
+
+def to_response(r: Reply) -> web.Response:
+    if r.status == 304:
+        return web.Response(status=304, headers=r.headers)
+    return web.Response(status=r.status, body=r.body, content_type="application/json", headers=r.headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map aiohttp's HTTP exceptions and unexpected failures to JSON errors."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, "too-large", "request body is larger than this node accepts")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason.lower().replace(" ", "-"), exc.text or exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error(500, "internal", "the node failed to answer; see its log")
+
+
+@web.middleware
+async def signature_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate every federation request except GET /descriptor, before its handler."""
+    if not request.path.startswith(PREFIX + "/") or (request.method == "GET" and request.path == PREFIX + "/descriptor"):
+        return await handler(request)
+    body = await request.read()
+    fed = request.app[FEDERATION_KEY]
+    outcome = fed.authenticate(
+        method=request.method, authority=request.host, path=request.rel_url.raw_path,
+        query=request.rel_url.raw_query_string, body=body, headers=request.headers,
+    )
+    if isinstance(outcome, Reply):
+        return to_response(outcome)
+    request[CALLER_KEY] = outcome
+    return await handler(request)
+
+
+async def federation_handler(request: web.Request) -> web.StreamResponse:
+    fed = request.app[FEDERATION_KEY]
+    body = await request.read()  # cached by the middleware
+    reply = await fed.handle(request.get(CALLER_KEY), request.method, request.path, dict(request.query), body,
+                             headers=request.headers)
+    return to_response(reply)
+
+
+def make_app(node: Node, *, extra_setup: Callable[[web.Application], None] | None = None) -> web.Application:
+    """Build the node's aiohttp application."""
+    app = web.Application(
+        middlewares=[error_middleware, signature_middleware],
+        client_max_size=node.settings.server.max_body_bytes,
+    )
+    app[NODE_KEY] = node
+    app[FEDERATION_KEY] = Federation(node)
+    for method, route in (("GET", "/descriptor"), ("GET", "/directory"), ("GET", "/feed"),
+                          ("POST", "/fetch"), ("POST", "/push")):
+        app.router.add_route(method, PREFIX + route, federation_handler)
+    if extra_setup is not None:
+        extra_setup(app)
+    return app
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False)

@@ -1,0 +1,123 @@
+"""Bundles: store a verified batch, serve a caller's feed and fetch, answer "do we have it"."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BundleRow:
+    """One bundle ready to store (already verified by ingest)."""
+
+    id: str
+    origin: str
+    created: int
+    expires: int
+    urgent: bool
+    size: int
+    scope: str
+    raw: bytes
+    recipients: tuple[str, ...]
+    state: str
+    note: str | None
+    via: str | None
+    received: int
+
+
+def known_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    """The subset of ``ids`` already stored."""
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(r[0] for r in conn.execute(f"SELECT id FROM bundles WHERE id IN ({marks})", chunk))  # noqa: S608
+    return found
+
+
+def insert_bundles(conn: sqlite3.Connection, rows: Iterable[BundleRow]) -> list[str]:
+    """Insert rows not yet stored (idempotent); returns the ids actually inserted, in order."""
+    inserted = []
+    for row in rows:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO bundles (id, origin, created, expires, urgent, size, scope, raw, state, note, via, received)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (row.id, row.origin, row.created, row.expires, int(row.urgent), row.size, row.scope,
+             row.raw, row.state, row.note, row.via, row.received),
+        )
+        if cur.rowcount == 1:
+            seq = cur.lastrowid
+            conn.executemany("INSERT INTO bundle_recipients (node, seq) VALUES (?, ?)", [(n, seq) for n in row.recipients])
+            inserted.append(row.id)
+    return inserted
+
+
+@dataclass(frozen=True)
+class FeedSlice:
+    """What a feed request sees: visible items, the last seq examined, and whether more exist."""
+
+    items: list[dict[str, object]]
+    next: int
+    more: bool
+
+
+def max_seq(conn: sqlite3.Connection) -> int:
+    """The highest seq ever given (0 for an empty store); AUTOINCREMENT never reuses one."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='bundles'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def feed(conn: sqlite3.Connection, caller: str, *, sees_all: bool, after: int, limit: int) -> FeedSlice:
+    """The caller's feed after ``after``: hubs see every bundle, others only those addressed to them.
+
+    ``next`` is the seq of the last bundle examined, visible or not, so an idle
+    poll costs one index probe however large the store is.
+    """
+    if sees_all:
+        rows = conn.execute(
+            "SELECT seq, id, origin, created, size FROM bundles WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT b.seq, b.id, b.origin, b.created, b.size FROM bundle_recipients r JOIN bundles b ON b.seq = r.seq"
+            " WHERE r.node = ? AND r.seq > ? ORDER BY r.seq LIMIT ?", (caller, after, limit)
+        ).fetchall()
+    top = max_seq(conn)
+    if len(rows) == limit:
+        last = rows[-1]["seq"]
+        return FeedSlice([dict(r) for r in rows], last, last < top)
+    return FeedSlice([dict(r) for r in rows], max(top, after), False)
+
+
+def bundles_for(conn: sqlite3.Connection, ids: Sequence[str], caller: str, *, sees_all: bool) -> list[bytes]:
+    """Raw bundles among ``ids`` that the caller may receive; unknown and forbidden are alike absent."""
+    out: list[bytes] = []
+    for i in range(0, len(ids), 500):
+        chunk = list(ids[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        if sees_all:
+            sql = f"SELECT raw FROM bundles WHERE id IN ({marks})"  # noqa: S608
+            args: list[object] = list(chunk)
+        else:
+            sql = (f"SELECT b.raw FROM bundles b JOIN bundle_recipients r ON r.seq = b.seq AND r.node = ?"  # noqa: S608
+                   f" WHERE b.id IN ({marks})")
+            args = [caller, *chunk]
+        out.extend(r[0] for r in conn.execute(sql, args))
+    return out
+
+
+def raw_bundle(conn: sqlite3.Connection, bundle_id: str) -> bytes | None:
+    """One stored bundle's bytes."""
+    row = conn.execute("SELECT raw FROM bundles WHERE id = ?", (bundle_id,)).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many bundles are readable, relayed only, undecryptable."""
+    return {r[0]: r[1] for r in conn.execute("SELECT state, count(*) FROM bundles GROUP BY state")}
+
+
+def delete_expired(conn: sqlite3.Connection, now_ms: int) -> int:
+    """Drop bundles past their expiry (records already read stay)."""
+    return conn.execute("DELETE FROM bundles WHERE expires <= ?", (now_ms,)).rowcount

@@ -1,0 +1,143 @@
+"""Opening the database, and the one-writer discipline (after datasette's write thread).
+
+All writes go through one thread with one connection, so SQLite never sees
+two writers and batches commit as single transactions. Reads use a small
+pool of threads, each with its own connection (WAL lets them read while the
+writer writes). Storage functions elsewhere in this package are plain
+functions of a ``sqlite3.Connection``; this module only dispatches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+from node.store.schema import migrate
+
+T = TypeVar("T")
+
+
+class StoreFull(Exception):
+    """The database (or the disk under it) is full; the write was rolled back."""
+
+
+def connect(path: Path | str, *, max_size_mb: int | None = None) -> sqlite3.Connection:
+    """A connection with the node's pragmas; migrations applied."""
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if max_size_mb is not None:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={max(16, max_size_mb * 1024 * 1024 // page_size)}")
+    return conn
+
+
+def init_store(path: Path | str) -> None:
+    """Create or upgrade the database file, with a fresh epoch when new."""
+    conn = connect(path)
+    try:
+        migrate(Database(conn))
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (os.urandom(12).hex(),))
+    finally:
+        conn.close()
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o600)
+
+
+class Transaction:
+    """``with Transaction(conn):`` BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self.conn.execute("ROLLBACK")
+                raise
+        self.conn.execute("ROLLBACK")
+
+
+def is_full(exc: BaseException) -> bool:
+    """True for SQLITE_FULL (disk or max_page_count reached)."""
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+class Store:
+    """The async face of the database: ``await store.write(fn, ...)``, ``await store.read(fn, ...)``."""
+
+    def __init__(self, path: Path | str, *, max_size_mb: int | None = None, readers: int = 2) -> None:
+        self.path = Path(path)
+        self.max_size_mb = max_size_mb
+        init_store(self.path)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cenmesh-writer")
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="cenmesh-reader")
+        self._write_conn = connect(self.path, max_size_mb=max_size_mb)
+        self._local = threading.local()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.epoch: str = self._write_conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._all_readers.append(conn)
+        return conn
+
+    def _run_write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        try:
+            with Transaction(self._write_conn) as conn:
+                return fn(conn, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if is_full(exc):
+                raise StoreFull(f"database {self.path} is full: {exc}") from exc
+            raise
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in one transaction on the writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_write, fn, args, kwargs)
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` on a reader connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._reader(), *args, **kwargs))
+
+    def write_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """Synchronous write, for start-up and command-line tools (no event loop)."""
+        return self._writer.submit(self._run_write, fn, args, {}).result()
+
+    def read_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """Synchronous read through the writer's connection (start-up only)."""
+        return self._writer.submit(lambda: fn(self._write_conn, *args)).result()
+
+    def close(self) -> None:
+        """Let queued writes finish, then close every connection."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self._write_conn.close()
+        with self._lock:
+            for conn in self._all_readers:
+                conn.close()

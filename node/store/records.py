@@ -1,0 +1,135 @@
+"""Readable records: newest version wins, only the origin may version or retract, feedback links up."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from protocol.bundle import Payload
+
+
+def apply_payload(conn: sqlite3.Connection, bundle_id: str, created: int, payload: Payload) -> str | None:
+    """Store the record a bundle carried; returns a reason when it must not be shown.
+
+    A record id is owned by the origin that first used it: a version or a
+    retraction from anyone else is refused. A lower version than the one held
+    goes to history only.
+    """
+    record = payload.record
+    rid, version = record["id"], record["version"]
+    row = conn.execute("SELECT origin, version FROM records WHERE id = ?", (rid,)).fetchone()
+    if row is not None and row["origin"] != payload.origin:
+        return f"record {rid} belongs to {row['origin']}, not {payload.origin}"
+    if payload.kind == "retract":
+        target = conn.execute("SELECT origin FROM records WHERE id = ?", (record["ref"],)).fetchone()
+        if target is not None and target["origin"] != payload.origin:
+            return f"retraction of {record['ref']} by someone other than its origin"
+    if payload.kind == "roster":
+        owner = conn.execute("SELECT owner FROM rosters WHERE grp = ?", (record["group"],)).fetchone()
+        if owner is not None and owner["owner"] != payload.origin:
+            return f"roster for {record['group']} from {payload.origin}, owned by {owner['owner']}"
+    body = json.dumps(record, ensure_ascii=False, sort_keys=True)
+    conn.execute(
+        "INSERT OR IGNORE INTO record_versions (id, version, bundle_id, created, body) VALUES (?,?,?,?,?)",
+        (rid, version, bundle_id, created, body),
+    )
+    if row is None or version > row["version"]:
+        conn.execute(
+            "INSERT INTO records (id, origin, kind, version, bundle_id, audience, created, ref, body)"
+            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET version=excluded.version,"
+            " bundle_id=excluded.bundle_id, audience=excluded.audience, created=excluded.created,"
+            " ref=excluded.ref, body=excluded.body",
+            (rid, payload.origin, payload.kind, version, bundle_id, payload.audience.describe(), created,
+             record.get("ref"), body),
+        )
+    if payload.kind == "retract":
+        conn.execute("UPDATE records SET retracted = 1 WHERE id = ? AND origin = ?", (record["ref"], payload.origin))
+    if payload.kind == "roster" and (row is None or version >= row["version"]):
+        conn.execute(
+            "INSERT INTO rosters (grp, owner, members, not_after, version) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(grp) DO UPDATE SET members=excluded.members, not_after=excluded.not_after,"
+            " version=excluded.version WHERE excluded.version >= rosters.version",
+            (record["group"], payload.origin, json.dumps(record["members"]), record["not_after"], version),
+        )
+    return None
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    out["record"] = json.loads(out.pop("body"))
+    out["retracted"] = bool(out["retracted"])
+    return out
+
+
+def list_records(conn: sqlite3.Connection, *, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    """Readable records, newest first."""
+    if kind:
+        rows = conn.execute("SELECT * FROM records WHERE kind = ? ORDER BY created DESC, id LIMIT ? OFFSET ?", (kind, limit, offset))
+    else:
+        rows = conn.execute("SELECT * FROM records ORDER BY created DESC, id LIMIT ? OFFSET ?", (limit, offset))
+    return [_row(r) for r in rows]
+
+
+def get_record(conn: sqlite3.Connection, rid: str) -> dict[str, Any] | None:
+    """One record with its version history and the feedback that answers it."""
+    row = conn.execute("SELECT * FROM records WHERE id = ?", (rid,)).fetchone()
+    if row is None:
+        return None
+    out = _row(row)
+    out["versions"] = [
+        {"version": v["version"], "bundle_id": v["bundle_id"], "created": v["created"]}
+        for v in conn.execute("SELECT version, bundle_id, created FROM record_versions WHERE id = ? ORDER BY version", (rid,))
+    ]
+    out["feedback"] = [_row(r) for r in conn.execute(
+        "SELECT * FROM records WHERE kind = 'feedback' AND ref = ? ORDER BY created", (rid,))]
+    return out
+
+
+def inbox(conn: sqlite3.Connection, me: str) -> list[dict[str, Any]]:
+    """Alerts from others that this node can read, with whether we have answered."""
+    rows = conn.execute(
+        "SELECT r.*, (SELECT count(*) FROM records f WHERE f.kind = 'feedback' AND f.ref = r.id AND f.origin = ?) AS answered"
+        " FROM records r WHERE r.kind = 'alert' AND r.origin != ? AND r.retracted = 0 ORDER BY r.created DESC",
+        (me, me),
+    )
+    out = []
+    for r in rows:
+        item = _row(r)
+        item["answered"] = bool(item["answered"])
+        out.append(item)
+    return out
+
+
+def save_draft(conn: sqlite3.Connection, rid: str, kind: str, record: dict[str, Any], now_ms: int) -> None:
+    """Keep a local record; it is never shared until an officer shares it."""
+    conn.execute(
+        "INSERT INTO drafts (id, kind, body, created) VALUES (?,?,?,?)"
+        " ON CONFLICT(id) DO UPDATE SET body=excluded.body, kind=excluded.kind",
+        (rid, kind, json.dumps(record, ensure_ascii=False, sort_keys=True), now_ms),
+    )
+
+
+def get_draft(conn: sqlite3.Connection, rid: str) -> dict[str, Any] | None:
+    """A local record by id."""
+    row = conn.execute("SELECT * FROM drafts WHERE id = ?", (rid,)).fetchone()
+    if row is None:
+        return None
+    out = dict(row)
+    out["record"] = json.loads(out.pop("body"))
+    return out
+
+
+def list_drafts(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Local records, newest first."""
+    out = []
+    for row in conn.execute("SELECT * FROM drafts ORDER BY created DESC"):
+        item = dict(row)
+        item["record"] = json.loads(item.pop("body"))
+        out.append(item)
+    return out
+
+
+def mark_shared(conn: sqlite3.Connection, rid: str, bundle_id: str) -> None:
+    """Remember which bundle carried a local record out."""
+    conn.execute("UPDATE drafts SET shared_bundle = ? WHERE id = ?", (bundle_id, rid))

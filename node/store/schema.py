@@ -1,0 +1,136 @@
+"""The node's SQLite schema, as sqlite-utils migrations (applied in order, each once).
+
+Tables:
+- ``meta``: the store ``epoch`` (a random id made when the store is created;
+  peers restart their cursor when it changes).
+- ``bundles``: every bundle held, raw canonical bytes, with ``seq`` the local
+  order of arrival (AUTOINCREMENT: strictly increasing and never reused) and
+  ``state``: ``readable`` (we opened it), ``relay`` (we only carry it) or
+  ``undecryptable`` (addressed to us but could not be opened or failed its
+  record checks; kept for relaying, never shown).
+- ``bundle_recipients``: (node, seq) so a national caller's feed is an index scan.
+- ``records`` (latest version of each record we can read) and ``record_versions``.
+- ``drafts``: local records never shared; they never leave the node.
+- ``directory``, ``anchors``, ``pinned``: accepted descriptors and trust.
+- ``peers`` with cursors and health; ``rejections`` counted per peer and reason.
+- ``rosters``: latest roster per operation group.
+- ``tokens``: hashes of API tokens.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("cenmesh")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE bundles (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            origin TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            expires INTEGER NOT NULL,
+            urgent INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            scope TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('readable', 'relay', 'undecryptable')),
+            note TEXT,
+            via TEXT,
+            received INTEGER NOT NULL
+        );
+        CREATE INDEX bundles_expires ON bundles (expires);
+        CREATE TABLE bundle_recipients (
+            node TEXT NOT NULL,
+            seq INTEGER NOT NULL REFERENCES bundles(seq) ON DELETE CASCADE,
+            PRIMARY KEY (node, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE records (
+            id TEXT PRIMARY KEY,
+            origin TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            bundle_id TEXT NOT NULL,
+            audience TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            ref TEXT,
+            retracted INTEGER NOT NULL DEFAULT 0,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX records_kind_created ON records (kind, created);
+        CREATE INDEX records_ref ON records (ref);
+        CREATE TABLE record_versions (
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            bundle_id TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (id, version)
+        );
+        CREATE TABLE drafts (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            body TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            shared_bundle TEXT
+        );
+        CREATE TABLE directory (
+            node TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            name TEXT NOT NULL,
+            country TEXT NOT NULL,
+            revoked INTEGER NOT NULL DEFAULT 0,
+            flagged TEXT,
+            descriptor TEXT NOT NULL,
+            updated INTEGER NOT NULL
+        );
+        CREATE TABLE anchors (node TEXT PRIMARY KEY, identity_key TEXT NOT NULL, name TEXT);
+        CREATE TABLE pinned (node TEXT PRIMARY KEY);
+        CREATE TABLE peers (
+            node TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            epoch TEXT NOT NULL DEFAULT '',
+            cursor INTEGER NOT NULL DEFAULT 0,
+            last_ok INTEGER,
+            last_error TEXT,
+            last_error_at INTEGER,
+            failures INTEGER NOT NULL DEFAULT 0,
+            backoff_until INTEGER,
+            lag INTEGER,
+            directory_etag TEXT
+        );
+        CREATE TABLE rejections (
+            peer TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            last INTEGER NOT NULL,
+            PRIMARY KEY (peer, reason)
+        );
+        CREATE TABLE rosters (
+            grp TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            members TEXT NOT NULL,
+            not_after INTEGER NOT NULL,
+            version INTEGER NOT NULL
+        );
+        CREATE TABLE tokens (
+            name TEXT PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created INTEGER NOT NULL
+        );
+        """
+    )
+
+
+def migrate(db: Database) -> None:
+    """Bring the schema up to date."""
+    migrations.apply(db)
