@@ -21,7 +21,6 @@ from node.store import records as record_store
 from node.store.bundles import BundleRow
 from protocol.audience import origin_acceptable
 from protocol.bundle import Bundle, Payload, check_times, parse_bundle
-from protocol.canonical import canonical
 from protocol.errors import InvalidBundle
 
 log = logging.getLogger("cenmesh.ingest")
@@ -121,7 +120,7 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None) -> IngestResul
         BundleRow(
             id=c.bundle.id, origin=c.bundle.origin, created=c.bundle.created, expires=c.bundle.expires,
             urgent=c.bundle.urgent, size=c.bundle.size, scope=c.bundle.audience.describe()[:200],
-            raw=canonical(c.bundle.obj), recipients=c.bundle.recipient_ids, state=c.state, note=c.note,
+            raw=c.bundle.raw, recipients=c.bundle.recipient_ids, state=c.state, note=c.note,
             via=via, received=now,
         )
         for c in checked

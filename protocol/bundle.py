@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import shapes
-from protocol.canonical import b64u_encode, canonical
-from protocol.errors import InvalidBundle, InvalidMessage, InvalidRecord, MalformedJSON
+from protocol.canonical import b64u_encode, canonical, dumps_unchecked
+from protocol.errors import InvalidBundle, InvalidMessage, InvalidRecord
 from protocol.records import KINDS, check_personal_data, validate_record
 
 BUNDLE_DOMAIN = b"cenmesh/bundle/v1\x00"
@@ -124,6 +124,7 @@ class Bundle:
     signed_bytes: bytes = field(repr=False)
     header_hash: bytes = field(repr=False)
     obj: dict[str, Any] = field(repr=False, compare=False)
+    raw: bytes = field(repr=False, default=b"")
     size: int = 0
 
     @property
@@ -158,20 +159,22 @@ def parse_bundle(obj: Any, *, max_bytes: int = MAX_BUNDLE_BYTES) -> Bundle:
     """Check size and shape (steps 1 and 2 of section 3.1) and build a Bundle.
 
     Raises InvalidBundle with reason ``too-large`` or ``shape``; never anything else.
+    The shape check types and bounds every field, which is what makes the
+    unchecked canonical encoding below safe (and saves a recursive walk).
     """
     try:
-        size = len(canonical(obj))
-    except MalformedJSON as exc:
-        raise InvalidBundle("shape", str(exc)) from None
-    if size > max_bytes:
-        raise InvalidBundle("too-large", f"{size} bytes > {max_bytes}")
+        raw = dumps_unchecked(obj)
+    except (TypeError, ValueError) as exc:  # NaN, lone surrogates, non-JSON types
+        raise InvalidBundle("shape", f"not canonical JSON: {exc}") from None
+    if len(raw) > max_bytes:
+        raise InvalidBundle("too-large", f"{len(raw)} bytes > {max_bytes}")
     try:
-        return _parse_shape(obj, size)
+        return _parse_shape(obj, raw)
     except InvalidMessage as exc:
         raise InvalidBundle("shape", str(exc)) from None
 
 
-def _parse_shape(obj: Any, size: int) -> Bundle:
+def _parse_shape(obj: Any, raw: bytes) -> Bundle:
     shapes.exact_keys(obj, "", _BUNDLE_FIELDS)
     if obj["v"] != 1 or isinstance(obj["v"], bool):
         raise InvalidMessage("v", "must be 1")
@@ -194,12 +197,14 @@ def _parse_shape(obj: Any, size: int) -> Bundle:
     ct = shapes.b64u_field(obj, "ct", min_size=TAG_BYTES)
     sig = shapes.b64u_field(obj, "sig", size=64)
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
-    bundle_id, signed = unsigned_parts(unsigned)
+    body = dumps_unchecked(unsigned)
     header = {k: v for k, v in unsigned.items() if k != "ct"}
     return Bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=tuple(recipients), nonce=nonce, ct=ct, sig=sig, id=bundle_id,
-        signed_bytes=signed, header_hash=header_hash(header), obj=obj, size=size,
+        recipients=tuple(recipients), nonce=nonce, ct=ct, sig=sig,
+        id=b64u_encode(hashlib.sha256(body).digest()), signed_bytes=BUNDLE_DOMAIN + body,
+        header_hash=hashlib.sha256(BUNDLE_DOMAIN + dumps_unchecked(header)).digest(),
+        obj=obj, raw=raw, size=len(raw),
     )
 
 
