@@ -176,8 +176,8 @@ def parse_bundle(obj: Any, *, max_bytes: int = MAX_BUNDLE_BYTES) -> Bundle:
 
 def _parse_shape(obj: Any, raw: bytes) -> Bundle:
     shapes.exact_keys(obj, "", _BUNDLE_FIELDS)
-    if obj["v"] != 1 or isinstance(obj["v"], bool):
-        raise InvalidMessage("v", "must be 1")
+    if type(obj["v"]) is not int or obj["v"] != 1:  # not 1.0, not True
+        raise InvalidMessage("v", "must be the integer 1")
     origin = shapes.node_id(obj["origin"], "origin")
     created = shapes.integer(obj, "created")
     expires = shapes.integer(obj, "expires")

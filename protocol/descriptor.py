@@ -101,8 +101,8 @@ def _parse(obj: Any) -> Descriptor:
     shapes.exact_keys(obj, "", _FIELDS, ("revoked",))
     if obj["type"] != "cenmesh.descriptor":
         raise InvalidMessage("type", "must be 'cenmesh.descriptor'")
-    if obj["v"] != 1 or isinstance(obj["v"], bool):
-        raise InvalidMessage("v", "must be 1")
+    if type(obj["v"]) is not int or obj["v"] != 1:  # not 1.0, not True
+        raise InvalidMessage("v", "must be the integer 1")
     node = shapes.node_id(obj["node"], "node")
     role = obj["role"]
     if role not in ROLES:

@@ -154,3 +154,14 @@ def _encodable(obj) -> bool:
         return True
     except RemoteProtocolError:
         return False
+
+
+def test_version_must_be_the_integer_one():
+    for v in (1.0, True, "1", 2):
+        obj = {**sealed().obj, "v": v}
+        try:
+            parse_bundle(obj)
+        except InvalidBundle as exc:
+            assert exc.reason == "shape"
+        else:
+            raise AssertionError(f"v={v!r} accepted")
