@@ -71,6 +71,7 @@ class SyncSection(_Strict):
     interval_s: int = Field(default=30, ge=1, le=86400)
     jitter_s: int = Field(default=5, ge=0, le=3600)
     request_timeout_s: int = Field(default=30, ge=1, le=600)
+    ca_file: str | None = Field(default=None, description="extra CA bundle for https:// peers")
     directory_every: int = Field(default=10, ge=1, description="refresh directories every N rounds")
 
 

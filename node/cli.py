@@ -166,7 +166,11 @@ def _run(args: Any) -> int:
     from node.runtime import serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args.home))
+    try:
+        asyncio.run(serve(args.home))
+    except OSError as exc:  # the listen address is taken or not ours
+        print(f"cenmesh run: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from config.settings import Settings, load_settings
+from config.settings import Settings, SettingsError, load_settings
 from node import officer_api
 from node.context import Node
 from node.keystore import KeyStore
@@ -35,7 +35,7 @@ def open_node(home: str | Path, settings: Settings | None = None) -> Node:
 
 def build_app(node: Node, *, scheduled: bool = True) -> web.Application:
     """The full application: federation + officer API, with the driver and scheduler as app resources."""
-    transport = HttpTransport(timeout_s=node.settings.sync.request_timeout_s)
+    transport = HttpTransport(timeout_s=node.settings.sync.request_timeout_s, ssl=_client_ssl(node.settings))
     driver = SyncDriver(node, PeerClient(node.identity, transport, node.clock))
 
     def extra(app: web.Application) -> None:
@@ -59,11 +59,23 @@ def build_app(node: Node, *, scheduled: bool = True) -> web.Application:
     return app
 
 
-def _server_ssl(settings: Settings) -> ssl.SSLContext | None:
+def _client_ssl(settings: Settings) -> ssl.SSLContext | None:
+    """Verify https:// peers against the system store, plus the operator's CA file if given."""
+    if not settings.sync.ca_file:
+        return None
+    return ssl.create_default_context(cafile=str(settings.path(settings.sync.ca_file)))
+
+
+def server_ssl(settings: Settings) -> ssl.SSLContext | None:
     if not settings.server.tls_cert:
         return None
+    if not settings.server.tls_key:
+        raise SettingsError("node.toml: server.tls_key: required when server.tls_cert is set")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings.path(settings.server.tls_cert), settings.path(settings.server.tls_key or ""))
+    try:
+        ctx.load_cert_chain(settings.path(settings.server.tls_cert), settings.path(settings.server.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"node.toml: server.tls_cert/tls_key: cannot load: {exc}") from None
     return ctx
 
 
@@ -74,7 +86,7 @@ async def serve(home: str | Path) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     s = node.settings.server
-    site = web.TCPSite(runner, s.host, s.port, ssl_context=_server_ssl(node.settings), shutdown_timeout=10)
+    site = web.TCPSite(runner, s.host, s.port, ssl_context=server_ssl(node.settings), shutdown_timeout=10)
     await site.start()
     log.info("cenmesh node %s (%s) listening on %s", node.node_id, node.settings.node.name, s.listen)
     print(f"cenmesh node {node.node_id} ({node.settings.node.name}) listening on {s.listen}", flush=True)
