@@ -72,9 +72,14 @@ class Transaction:
                 self.conn.execute("COMMIT")
                 return
             except sqlite3.Error:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-        self.conn.execute("ROLLBACK")
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite already rolls back by itself on some errors (SQLITE_FULL among them).
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
 
 def is_full(exc: BaseException) -> bool:
