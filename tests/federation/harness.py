@@ -19,7 +19,7 @@ from aiohttp import web
 from node import admin
 from node.context import Node
 from node.peers import SyncDriver
-from node.runtime import DRIVER_APP_KEY, build_app, open_node
+from node.runtime import DRIVER_APP_KEY, build_app, open_node, server_ssl
 from node.store import directory as dir_store
 from node.store import peers as peer_store
 
@@ -107,7 +107,8 @@ class Federation:
             m.app = build_app(m.node, scheduled=False)
             m.runner = web.AppRunner(m.app, access_log=None)
             await m.runner.setup()
-            await web.TCPSite(m.runner, "127.0.0.1", int(m.url.rsplit(":", 1)[1])).start()
+            await web.TCPSite(m.runner, "127.0.0.1", int(m.url.rsplit(":", 1)[1]),
+                              ssl_context=server_ssl(m.node.settings)).start()
 
     async def stop(self, *names: str) -> None:
         for name in names or list(self.members):
@@ -152,3 +153,141 @@ async def api(member: Member, session: Any, method: str, path: str, body: Any = 
 
 def roster_store(member: Member) -> Any:
     return dir_store
+
+
+# -- helpers for the audience, reject, fault and crash tests (appended) -------------------------
+
+def make_seizure(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    """A valid seizure record (no personal data, so any audience may receive it)."""
+    record = {
+        "category": "medicines", "date": "2020-03-24",
+        "office": {"name": "Lagos Apapa Port", "locode": "NGAPP"},
+        "transport_mode": "sea", "detection_method": "risk-profiling",
+        "concealment": "masks inside cartons of T-shirts",
+        "commodity": {"description": f"surgical face masks, lot {i}", "hs_code": "630790"},
+        "quantity": {"amount": str(1000 + i), "unit": "pieces"},
+        "route": {"departure": "CN", "destination": "NG", "transit": []},
+        "narrative": f"seizure number {i}",
+        "tlp": "AMBER",
+    }
+    record.update(overrides)
+    return record
+
+
+def db_rows(member: Member, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run a read-only query on a member's database (works whether it runs or not)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{member.home / 'node.db'}?mode=ro", uri=True)
+    try:
+        return [tuple(r) for r in conn.execute(sql, args)]
+    finally:
+        conn.close()
+
+
+def rejection_counts(member: Member) -> dict[tuple[str, str], int]:
+    """The ``rejections`` table: (peer, reason) -> count."""
+    return {(p, r): n for p, r, n in db_rows(member, "SELECT peer, reason, count FROM rejections")}
+
+
+def set_setting(member: Member, section: str, key: str, value: Any) -> None:
+    """Change one setting in a (stopped) member's node.toml."""
+    path = member.home / "node.toml"
+    lines = path.read_text().splitlines()
+    rendered = f"{key} = {json.dumps(value)}"
+    current = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if current == section:  # leaving the section without finding the key: add it
+                lines.insert(i, rendered)
+                break
+            current = stripped[1:-1]
+        elif current == section and stripped.split("=", 1)[0].strip() == key:
+            lines[i] = rendered
+            break
+    else:
+        if current != section:
+            lines.append(f"[{section}]")
+        lines.append(rendered)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def identity_of(member: Member) -> Any:
+    from node.keystore import KeyStore
+
+    return KeyStore(member.home).identity()
+
+
+def enc_key_of(member: Member) -> bytes:
+    """A member's current X25519 public key, from its own descriptor."""
+    from protocol.descriptor import parse_descriptor
+
+    d = parse_descriptor(admin.own_descriptor(str(member.home)))
+    return d.enc_keys[-1].key
+
+
+def seal_from(origin: Member, recipients: list[Member], record: dict[str, Any] | None = None, *,
+              created: int | None = None, expires: int | None = None, urgent: bool = False,
+              identity: Any = None, extra_keys: dict[str, bytes] | None = None) -> Any:
+    """Seal ``record`` as ``origin`` (or ``identity``) to ``recipients`` (audience: those nodes)."""
+    import os
+    import time
+
+    from crypto.envelope import seal_bundle
+    from protocol.bundle import Audience
+
+    ident = identity or identity_of(origin)
+    keys = {m.node_id: enc_key_of(m) for m in recipients}
+    keys.update(extra_keys or {})
+    if ident.node_id not in keys:
+        keys[ident.node_id] = enc_key_of(origin)
+    others = sorted(n for n in keys if n != ident.node_id)
+    audience = Audience("nodes", tuple(others or [ident.node_id]))
+    now = int(time.time() * 1000)
+    created = now if created is None else created
+    expires = created + 30 * 24 * 3600 * 1000 if expires is None else expires
+    from node.outbox import complete
+
+    return seal_bundle(identity=ident, kind="seizure", record=complete(record or make_seizure()), audience=audience,
+                       recipient_keys=keys, created=created, expires=expires, urgent=urgent, rng=os.urandom)
+
+
+def signed_headers(identity: Any, target: Member, method: str, path: str, query: str = "", body: bytes = b"",
+                   *, now_s: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """Section 5 headers for a request from ``identity`` to ``target``."""
+    import os
+    import time
+
+    from crypto.httpsig import sign_request
+    from node.transport import authority_of
+    from protocol.canonical import b64u_encode
+
+    return sign_request(method=method, authority=authority_of(target.url), path=path, query=query, body=body,
+                        key=identity, now_s=int(time.time()) if now_s is None else now_s,
+                        nonce=nonce or b64u_encode(os.urandom(16)))
+
+
+async def raw_call(session: Any, target: Member, method: str, path: str, *, query: str = "", body: bytes = b"",
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """Send exactly these bytes and headers; returns (status, parsed JSON or None)."""
+    url = target.url + path + (f"?{query}" if query else "")
+    hdrs = {"Content-Type": "application/json", **(headers or {})} if method == "POST" else dict(headers or {})
+    async with session.request(method, url, data=body if method == "POST" else None, headers=hdrs) as resp:
+        data = await resp.read()
+        try:
+            return resp.status, json.loads(data) if data else None
+        except ValueError:
+            return resp.status, data
+
+
+async def push_as(session: Any, sender: Member | Any, target: Member, bundles: list[Any], *,
+                  now_s: int | None = None) -> tuple[int, Any]:
+    """A signed POST /federation/v1/push of ``bundles`` (Bundle objects or dicts)."""
+    from protocol.canonical import canonical
+
+    identity = identity_of(sender) if isinstance(sender, Member) else sender
+    body = canonical({"bundles": [getattr(b, "obj", b) for b in bundles]})
+    path = "/federation/v1/push"
+    return await raw_call(session, target, "POST", path, body=body,
+                          headers=signed_headers(identity, target, "POST", path, body=body, now_s=now_s))
