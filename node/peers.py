@@ -49,6 +49,9 @@ class SyncDriver:
         self.peers: dict[str, Peer] = {}
         self.rounds = 0
         self._push_tasks: set[asyncio.Task[dict[str, str]]] = set()
+        # Bundle id -> the fetch that is bringing it in, so that two peers offering the same
+        # new bundle in concurrent rounds transfer its body once.
+        self._inflight: dict[str, asyncio.Future[None]] = {}
 
     @property
     def interval_ms(self) -> int:
@@ -92,34 +95,59 @@ class SyncDriver:
             machine = peer.machine
             if not machine.in_round and self.node.now_ms() < machine.due_ms:
                 return "waiting"
+            refresh = (self.rounds - 1) % self.node.settings.sync.directory_every == 0 or not peer.etag
             try:
-                if self.rounds % self.node.settings.sync.directory_every == 1 or not peer.etag:
-                    await self.refresh_directory(peer)
                 while True:
                     action = machine.next_action(self.node.now_ms())
                     if isinstance(action, Wait):
                         await self.node.store.write(peer_store.mark_ok, peer.node, self.node.now_ms())
                         return "ok"
                     if isinstance(action, PollFeed):
+                        if refresh:  # inside the round, so a dead peer is backed off like any failure
+                            refresh = False
+                            await self.refresh_directory(peer)
                         page = await self.client.feed(peer.url, action.after, action.limit)
                         ids = [item.id for item in page.items]
                         known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
                         machine.feed_received(page, [i for i in ids if i not in known], self.node.now_ms(),
                                               jitter_ms=self._jitter())
                     elif isinstance(action, Fetch):
-                        objs = await self.client.fetch(peer.url, list(action.ids))
-                        result = await ingest(self.node, objs, via=peer.node)
-                        self._relay_urgent(result.new_bundles, peer.node)
-                        machine.fetched([*result.accepted, *result.duplicate], self.node.now_ms(),
-                                        jitter_ms=self._jitter())
+                        stored = await self._fetch_once(peer, list(action.ids))
+                        machine.fetched(stored, self.node.now_ms(), jitter_ms=self._jitter())
                     if machine.cursor != peer.saved:
                         await self._save(peer)
             except (PeerUnavailable, RemoteProtocolError, StoreFull) as exc:
-                machine.failed(self.node.now_ms(), jitter_ms=self._jitter())
+                if machine.in_round:
+                    machine.failed(self.node.now_ms(), jitter_ms=self._jitter())
                 log.warning("sync with %s failed (%d in a row): %s", peer.node, machine.failures, exc)
                 await self.node.store.write(peer_store.mark_failed, peer.node, str(exc), self.node.now_ms(),
                                             machine.failures, machine.due_ms)
                 return f"error: {exc}"
+
+    async def _fetch_once(self, peer: Peer, ids: list[str]) -> set[str]:
+        """Fetch and ingest ``ids`` from ``peer``, leaving to another peer's fetch what it is already
+        bringing in; returns the ids now stored."""
+        mine = [i for i in ids if i not in self._inflight]
+        others = {self._inflight[i] for i in ids if i in self._inflight}
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for i in mine:
+            self._inflight[i] = done  # claimed without an await in between: waits form no cycle
+        try:
+            if others:
+                await asyncio.gather(*others, return_exceptions=True)
+            theirs = [i for i in ids if i not in set(mine)]
+            stored = await self.node.store.read(bundle_store.known_ids, theirs) if theirs else set()
+            wanted = mine + [i for i in theirs if i not in stored]
+            if wanted:
+                objs = await self.client.fetch(peer.url, wanted)
+                result = await ingest(self.node, objs, via=peer.node)
+                self._relay_urgent(result.new_bundles, peer.node)
+                stored.update(result.accepted, result.duplicate)
+            return stored
+        finally:
+            for i in mine:
+                self._inflight.pop(i, None)
+            done.set_result(None)
 
     async def _save(self, peer: Peer) -> None:
         c = peer.machine.cursor

@@ -17,7 +17,7 @@ from node.context import Node
 from node.keystore import KeyStore
 from node.peers import SyncDriver
 from node.scheduler import start_scheduler
-from node.server import FEDERATION_KEY, make_app
+from node.server import FEDERATION_KEY, make_app, make_runner
 from node.store.db import Store
 from node.transport import HttpTransport, PeerClient
 
@@ -83,7 +83,7 @@ async def serve(home: str | Path) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
     node = open_node(home)
     app = build_app(node)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = make_runner(app)
     await runner.setup()
     s = node.settings.server
     site = web.TCPSite(runner, s.host, s.port, ssl_context=server_ssl(node.settings), shutdown_timeout=10)

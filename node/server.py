@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -22,6 +23,7 @@ log = logging.getLogger("cenmesh.server")
 NODE_KEY = web.AppKey("node", Node)
 FEDERATION_KEY = web.AppKey("federation", Federation)
 CALLER_KEY = web.RequestKey("caller", str)
+BODY_KEY = web.RequestKey("body", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,21 +60,50 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     """Authenticate every federation request except GET /descriptor, before its handler."""
     if not request.path.startswith(PREFIX + "/") or (request.method == "GET" and request.path == PREFIX + "/descriptor"):
         return await handler(request)
-    body = await request.read()
+    # The runner does not decompress (see make_runner): Content-Digest covers the bytes as sent
+    # (RFC 9530), so the signature is checked on them and only then is a gzip body inflated.
+    sent = await request.read()
     fed = request.app[FEDERATION_KEY]
     outcome = fed.authenticate(
         method=request.method, authority=request.host, path=request.rel_url.raw_path,
-        query=request.rel_url.raw_query_string, body=body, headers=request.headers,
+        query=request.rel_url.raw_query_string, body=sent, headers=request.headers,
     )
     if isinstance(outcome, Reply):
         return to_response(outcome)
     request[CALLER_KEY] = outcome
+    encoding = request.headers.get("Content-Encoding", "identity").lower()
+    if encoding == "gzip":
+        body = inflate(sent, request.app[NODE_KEY].settings.server.max_body_bytes)
+        if body is None:
+            return json_error(413, "too-large", "gzip body inflates beyond this node's limit, or is not gzip")
+        request[BODY_KEY] = body
+    elif encoding != "identity":
+        return json_error(415, "unsupported-encoding", f"Content-Encoding {encoding!r}; use gzip or none")
+    else:
+        request[BODY_KEY] = sent
     return await handler(request)
+
+
+def inflate(data: bytes, limit: int) -> bytes | None:
+    """Gunzip at most ``limit`` bytes; None for bad data or a bomb."""
+    d = zlib.decompressobj(wbits=31)
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error:
+        return None
+    if len(out) > limit or not d.eof:
+        return None
+    return out
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner every node uses: request bodies reach the middleware exactly as sent."""
+    return web.AppRunner(app, handle_signals=False, access_log=None, auto_decompress=False)
 
 
 async def federation_handler(request: web.Request) -> web.StreamResponse:
     fed = request.app[FEDERATION_KEY]
-    body = await request.read()  # cached by the middleware
+    body = request.get(BODY_KEY, b"")
     reply = await fed.handle(request.get(CALLER_KEY), request.method, request.path, dict(request.query), body,
                              headers=request.headers)
     return to_response(reply)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+from multidict import CIMultiDict
 
 from crypto.httpsig import sign_request
 from crypto.keys import IdentityKey
@@ -86,7 +87,8 @@ class HttpTransport:
                                        headers=headers, ssl=self._ssl) as resp:
                 data = await resp.read()
                 self.bytes_received += len(data)
-                return Response(resp.status, data, dict(resp.headers))
+                # Header names are case-insensitive (aiohttp delivers "Etag"): keep the multidict.
+                return Response(resp.status, data, CIMultiDict(resp.headers))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PeerUnavailable(f"{base_url}: {type(exc).__name__}: {exc}") from None
 
@@ -119,12 +121,12 @@ class MemoryTransport:
             outcome = fed.authenticate(method=method, authority=authority_of(base_url), path=path,
                                        query=query, body=body, headers=headers)
             if not isinstance(outcome, str):
-                return Response(outcome.status, outcome.body, outcome.headers)
+                return Response(outcome.status, outcome.body, CIMultiDict(outcome.headers))
             caller = outcome
         q = dict(pair.split("=", 1) for pair in query.split("&") if "=" in pair)
         r = await fed.handle(caller, method, path, q, body, headers=headers)
         self.bytes += len(r.body)
-        return Response(r.status, r.body, r.headers)
+        return Response(r.status, r.body, CIMultiDict(r.headers))
 
 
 class PeerClient:

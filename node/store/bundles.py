@@ -72,8 +72,19 @@ def feed(conn: sqlite3.Connection, caller: str, *, sees_all: bool, after: int, l
     """The caller's feed after ``after``: hubs see every bundle, others only those addressed to them.
 
     ``next`` is the seq of the last bundle examined, visible or not, so an idle
-    poll costs one index probe however large the store is.
+    poll costs one index probe however large the store is. The page and the
+    top seq are read in one transaction: a bundle committed between the two
+    reads would otherwise fall behind ``next`` without being on the page, and
+    the caller's cursor would skip it for good.
     """
+    conn.execute("BEGIN")
+    try:
+        return _feed(conn, caller, sees_all=sees_all, after=after, limit=limit)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _feed(conn: sqlite3.Connection, caller: str, *, sees_all: bool, after: int, limit: int) -> FeedSlice:
     if sees_all:
         rows = conn.execute(
             "SELECT seq, id, origin, created, size FROM bundles WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)

@@ -20,6 +20,7 @@ from node import admin
 from node.context import Node
 from node.peers import SyncDriver
 from node.runtime import DRIVER_APP_KEY, build_app, open_node, server_ssl
+from node.server import make_runner
 from node.store import directory as dir_store
 from node.store import peers as peer_store
 
@@ -105,7 +106,7 @@ class Federation:
             m = self.members[name]
             m.node = open_node(m.home)
             m.app = build_app(m.node, scheduled=False)
-            m.runner = web.AppRunner(m.app, access_log=None)
+            m.runner = make_runner(m.app)
             await m.runner.setup()
             await web.TCPSite(m.runner, "127.0.0.1", int(m.url.rsplit(":", 1)[1]),
                               ssl_context=server_ssl(m.node.settings)).start()

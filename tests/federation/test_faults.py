@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import pytest
 
 from tests.federation.harness import api, make_seizure, push_as, seal_from
 
@@ -28,18 +27,6 @@ async def share(member, session, audience, i=0, urgent=False):
     return made["id"], shared
 
 
-ETAG_BUG = (
-    "node/transport.py HttpTransport.send returns dict(resp.headers), a plain case-sensitive dict; aiohttp "
-    "delivers the header as 'Etag', so PeerClient.directory's resp.headers.get('ETag') is always None: the "
-    "ETag is never stored, every round re-downloads the whole directory, and every round begins with a "
-    "directory refresh (which, with the peer down, hits the failed()-outside-a-round bug in node/peers.py)")
-FAILED_OUTSIDE_ROUND_BUG = (
-    "node/peers.py SyncDriver.sync_peer: when the round starts with a directory refresh (first round, every "
-    "directory_every-th round, or no ETag yet) and the peer is down, refresh_directory raises PeerUnavailable "
-    "before the PeerSync machine has entered a round; the except branch then calls machine.failed(), which "
-    "raises LocalProtocolError('failed() outside a round'): sync_all fails and the peer is never backed off")
-
-
 async def _down_hub_is_backed_off_then_caught_up(fed, *, warm_up: bool, emulate_etag: bool = False):
     build_wca(fed)
     await fed.start()
@@ -49,7 +36,7 @@ async def _down_hub_is_backed_off_then_caught_up(fed, *, warm_up: bool, emulate_
         # (round 2) need not begin with a directory refresh.
         await fed.sync()
         if emulate_etag:
-            # What PeerClient.directory would have stored without the header-case bug (see ETAG_BUG).
+            # The ETag as PeerClient.directory stores it (header names are case-insensitive).
             _, etag = await gh.driver.client.directory(hub.url, None)
             etag = etag or (await gh.driver.client._call(hub.url, "GET", "/directory")).headers.get("Etag")
             assert etag
@@ -93,12 +80,10 @@ async def test_down_peer_backed_off_and_caught_up_feed_failure(fed):
     await _down_hub_is_backed_off_then_caught_up(fed, warm_up=True, emulate_etag=True)
 
 
-@pytest.mark.xfail(strict=True, reason=ETAG_BUG)
 async def test_down_peer_backed_off_and_caught_up(fed):
     await _down_hub_is_backed_off_then_caught_up(fed, warm_up=True)
 
 
-@pytest.mark.xfail(strict=True, reason=FAILED_OUTSIDE_ROUND_BUG)
 async def test_peer_down_from_the_first_round_is_backed_off(fed):
     await _down_hub_is_backed_off_then_caught_up(fed, warm_up=False)
 
@@ -118,7 +103,6 @@ async def test_missed_push_is_caught_up_by_pull(fed):
         assert shared["bundle"] in fed.ids("WCA hub") and shared["bundle"] in fed.ids("Ghana")
 
 
-@pytest.mark.xfail(strict=True, reason=ETAG_BUG)
 async def test_directory_etag_is_kept_between_rounds(fed):
     build_wca(fed)
     await fed.start()
@@ -202,10 +186,6 @@ def fed_count(member):
     return db_rows(member, "SELECT count(*), count(DISTINCT id) FROM bundles")[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "node/peers.py SyncDriver.sync_all runs all peers concurrently and sync_peer checks known_ids right "
-    "after each feed: when two peers' feeds list the same new id before either fetch is stored, both "
-    "peers fetch the full body (stored once thanks to INSERT OR IGNORE, but transferred twice)"))
 async def test_two_paths_concurrent_rounds_transfer_once(fed):
     build_two_hubs(fed)
     bids = await _both_hubs_hold(fed, 3)
@@ -227,16 +207,22 @@ async def test_two_paths_concurrent_rounds_transfer_once(fed):
             await asyncio.wait_for(both.wait(), 5)
         return page
 
-    client.feed = feed
+    real_fetch = client.fetch
+    requested: list[str] = []
+
+    async def fetch(url, ids):
+        requested.extend(ids)
+        return await real_fetch(url, ids)
+
+    client.feed, client.fetch = feed, fetch
     try:
         await asyncio.wait_for(fed.sync("Nigeria"), 20)
     finally:
-        del client.feed
+        del client.feed, client.fetch
     assert set(bids) <= fed.ids("Nigeria")
     n, distinct = fed_count(ng)
     assert n == distinct  # stored once in any case
-    fetched = sum(p.machine.stats["fetched"] for p in drv.peers.values())
-    assert fetched == 3, f"{fetched} bodies transferred for 3 bundles"
+    assert sorted(requested) == sorted(bids), f"{len(requested)} bodies transferred for 3 bundles"
 
 
 async def test_pushing_the_same_batch_twice_stores_nothing_twice(fed):
@@ -272,11 +258,6 @@ async def test_pushing_the_same_batch_twice_stores_nothing_twice(fed):
             assert n == distinct
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "node/store/bundles.py feed(): the page's SELECT and max_seq() run as two statements on an autocommit "
-    "reader connection, so they see different snapshots; a bundle committed between them is not among the "
-    "items but is covered by next = max(top, after) with more = False, so the caller's cursor skips it and "
-    "it never reaches that caller from this peer"))
 async def test_bundle_committed_during_a_feed_read_is_not_skipped(fed, monkeypatch):
     from node.ingest import ingest
     from node.store import bundles as bundle_store
@@ -308,10 +289,6 @@ async def test_bundle_committed_during_a_feed_read_is_not_skipped(fed, monkeypat
     assert late.id in fed.ids("Ghana")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "node/peers.py:96 refreshes the directory when rounds % directory_every == 1, which is never true for "
-    "directory_every = 1 (x % 1 == 0): 'every round' means 'never' once an ETag is held (today masked by "
-    "the ETag bug, emulated away here); use (self.rounds - 1) % directory_every == 0"))
 async def test_directory_every_round_when_configured(fed):
     from tests.federation.harness import set_setting
 

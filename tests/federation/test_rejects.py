@@ -9,7 +9,6 @@ import os
 import time
 
 import aiohttp
-import pytest
 
 from crypto.keys import EncryptionKey, IdentityKey
 from node import admin
@@ -342,11 +341,6 @@ async def test_officer_api_refusals(fed):
         assert fed.ids("Nigeria") == set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "node/server.py signature_middleware passes request.read() (already gzip-decoded by aiohttp) to "
-    "Federation.authenticate, but crypto/httpsig.verify_request documents body as 'the raw received body "
-    "(before any content decoding)' and RFC 9530 Content-Digest covers the encoded content: a peer that "
-    "gzips its push (PROTOCOL.md 4: 'gzip allowed both ways') and digests the bytes it sends gets 401 digest"))
 async def test_gzip_body_with_digest_over_the_bytes_sent(fed):
     import gzip
 
