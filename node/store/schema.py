@@ -131,6 +131,81 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_accounts_and_audit(db: Database) -> None:
+    """Users are the rows of ``tokens`` (name, role, hash of the token, disabled).
+
+    ``audit`` is append-only: each entry holds the hash of the one before it,
+    so an edit or a deletion breaks the chain. ``sessions`` hold web logins
+    by the hash of the cookie value, with their CSRF token.
+    """
+    db.executescript(
+        """
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            user TEXT NOT NULL,
+            role TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT,
+            detail TEXT,
+            source TEXT,
+            prev TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+        CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,
+            user TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            expires INTEGER NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m003_search(db: Database) -> None:
+    """Full-text search over readable records, kept up to date in batches by ingest.
+
+    ``record_facets`` holds one row per record with the filter columns the
+    officers' search needs (indexed), and ``records_fts`` the text, keyed by
+    the same rowid.
+    """
+    db.executescript(
+        """
+        CREATE TABLE record_facets (
+            rowid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            category TEXT,
+            hs_code TEXT,
+            departure TEXT,
+            destination TEXT,
+            transit TEXT,
+            date TEXT,
+            tlp TEXT,
+            transport_mode TEXT,
+            has_feedback INTEGER NOT NULL DEFAULT 0,
+            retracted INTEGER NOT NULL DEFAULT 0,
+            created INTEGER NOT NULL
+        );
+        CREATE INDEX facets_created ON record_facets (created);
+        CREATE INDEX facets_kind_created ON record_facets (kind, created);
+        CREATE INDEX facets_category_created ON record_facets (category, created);
+        CREATE INDEX facets_hs ON record_facets (hs_code);
+        CREATE INDEX facets_route ON record_facets (departure, destination);
+        CREATE INDEX facets_destination ON record_facets (destination);
+        CREATE INDEX facets_origin_category ON record_facets (origin, category, created);
+        CREATE INDEX facets_date ON record_facets (date);
+        CREATE VIRTUAL TABLE records_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
+        """
+    )
+
+
 def migrate(db: Database) -> None:
     """Bring the schema up to date."""
     migrations.apply(db)
