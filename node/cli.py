@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from config.settings import SettingsError
-from node import admin, inspect, officer_cli
+from node import admin, inspect, officer_cli, query_cli
 from node.keystore import KeyFileError
 
 
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _api(p)
     p = cmd("sync", officer_cli.sync, "sync with every peer now")
     _api(p)
+    query_cli.register(sub, _api)
     return parser
 
 
