@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from config.settings import Settings, SettingsError, load_settings
-from node import officer_api, search_api
+from node import officer_api, pages, search_api
 from node.context import Node
 from node.keystore import KeyStore
 from node.peers import SyncDriver
@@ -41,6 +41,7 @@ def build_app(node: Node, *, scheduled: bool = True) -> web.Application:
     def extra(app: web.Application) -> None:
         officer_api.setup(app, driver)
         search_api.setup(app)
+        pages.setup(app)
 
     app = make_app(node, extra_setup=extra)
     app[DRIVER_APP_KEY] = driver
