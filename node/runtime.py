@@ -35,7 +35,9 @@ def open_node(home: str | Path, settings: Settings | None = None) -> Node:
 
 def build_app(node: Node, *, scheduled: bool = True) -> web.Application:
     """The full application: federation + officer API, with the driver and scheduler as app resources."""
-    transport = HttpTransport(timeout_s=node.settings.sync.request_timeout_s, ssl=_client_ssl(node.settings))
+    sync = node.settings.sync
+    transport = HttpTransport(timeout_s=sync.request_timeout_s, ssl=_client_ssl(node.settings),
+                              keepalive_s=sync.interval_s + sync.jitter_s + 30)
     driver = SyncDriver(node, PeerClient(node.identity, transport, node.clock))
 
     def extra(app: web.Application) -> None:
@@ -85,7 +87,7 @@ async def serve(home: str | Path) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly."""
     node = open_node(home)
     app = build_app(node)
-    runner = make_runner(app)
+    runner = make_runner(app, keepalive_s=node.settings.sync.interval_s + node.settings.sync.jitter_s + 60)
     await runner.setup()
     s = node.settings.server
     site = web.TCPSite(runner, s.host, s.port, ssl_context=server_ssl(node.settings), shutdown_timeout=10)

@@ -96,9 +96,11 @@ def inflate(data: bytes, limit: int) -> bytes | None:
     return out
 
 
-def make_runner(app: web.Application) -> web.AppRunner:
-    """The runner every node uses: request bodies reach the middleware exactly as sent."""
-    return web.AppRunner(app, handle_signals=False, access_log=None, auto_decompress=False)
+def make_runner(app: web.Application, keepalive_s: float = 75) -> web.AppRunner:
+    """The runner every node uses: request bodies reach the middleware exactly as sent, and idle
+    connections stay open longer than the peers' sync interval."""
+    return web.AppRunner(app, handle_signals=False, access_log=None, auto_decompress=False,
+                         keepalive_timeout=max(75, keepalive_s))
 
 
 async def federation_handler(request: web.Request) -> web.StreamResponse:

@@ -63,8 +63,10 @@ def authority_of(base_url: str) -> str:
 class HttpTransport:
     """aiohttp client with timeouts on everything."""
 
-    def __init__(self, timeout_s: float = 30, ssl: Any = None) -> None:
+    def __init__(self, timeout_s: float = 30, ssl: Any = None, keepalive_s: float = 60) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(10, timeout_s))
+        # Longer than a sync interval, so an idle poll reuses its connection (no new TCP/TLS handshake).
+        self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl
         self.bytes_sent = 0
@@ -73,7 +75,8 @@ class HttpTransport:
 
     async def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+            connector = aiohttp.TCPConnector(keepalive_timeout=self._keepalive_s, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True, connector=connector)
         return self._session
 
     async def send(self, base_url: str, method: str, path: str, query: str, body: bytes,
@@ -84,7 +87,7 @@ class HttpTransport:
         self.bytes_sent += len(body)
         try:
             async with session.request(method, url, data=body if method == "POST" else None,
-                                       headers=headers, ssl=self._ssl) as resp:
+                                       headers=headers) as resp:
                 data = await resp.read()
                 self.bytes_received += len(data)
                 # Header names are case-insensitive (aiohttp delivers "Etag"): keep the multidict.

@@ -80,22 +80,23 @@ def test_held_ids_are_not_fetched_and_jitter_delays_the_next_round() -> None:
     assert m.due_ms == T0 + DEFAULT_INTERVAL_MS + 1234
 
 
-def test_450_missing_ids_are_fetched_in_three_batches() -> None:
+def test_missing_ids_are_fetched_in_batches() -> None:
     m = machine(Cursor("E1", 0))
     assert isinstance(m.next_action(T0), PollFeed)
-    p = page(range(1, 451), 460)
+    missing = FETCH_BATCH + 50
+    p = page(range(1, missing + 1), missing + 10)
     m.feed_received(p, [i.id for i in reversed(p.items)], T0)
     sizes = []
-    for n in range(3):
+    for n in range(2):
         action = m.next_action(T0 + n)
         assert isinstance(action, Fetch)
         sizes.append(len(action.ids))
         assert m.cursor == Cursor("E1", 0)  # not advanced before the last batch is stored
         m.fetched(action.ids, T0 + n)
-    assert sizes == [FETCH_BATCH, FETCH_BATCH, 50]
-    assert m.cursor == Cursor("E1", 460)
-    assert m.stats["fetched"] == 450
-    assert m.next_action(T0 + 3) == Wait(T0 + 2 + DEFAULT_INTERVAL_MS)
+    assert sizes == [FETCH_BATCH, 50]
+    assert m.cursor == Cursor("E1", missing + 10)
+    assert m.stats["fetched"] == missing
+    assert m.next_action(T0 + 2) == Wait(T0 + 1 + DEFAULT_INTERVAL_MS)
 
 
 def test_fetch_batches_keep_page_order_without_duplicates() -> None:
@@ -158,7 +159,7 @@ def test_failure_mid_fetch_keeps_cursor_and_backs_off() -> None:
     m.feed_received(page([1], 1, more=True), [], now)
     assert m.cursor == Cursor("E1", 1)
     m.next_action(now)
-    p = page(range(2, 402), 401)
+    p = page(range(2, FETCH_BATCH + 202), FETCH_BATCH + 201)
     m.feed_received(p, [i.id for i in p.items], now)
     batch = m.next_action(now)
     assert isinstance(batch, Fetch)
