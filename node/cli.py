@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from config.settings import SettingsError
-from node import admin, inspect, officer_cli, query_cli
+from config.settings import SettingsError, load_settings
+from node import admin, audit, auth, inspect, officer_cli, query_cli
 from node.keystore import KeyFileError
+from node.store.db import Store
 
 
 def _print(result: Any, as_json: bool = True) -> int:
@@ -44,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=fn)
         return p
 
-    p = cmd("init", lambda a: admin.init(a.home, name=a.name, country=a.country, role=a.role, regions=a.region,
-                                         listen=a.listen, public_url=a.public_url), "create a node's folder, keys and database")
+    p = cmd("init", _audited(lambda a: admin.init(a.home, name=a.name, country=a.country, role=a.role, regions=a.region,
+                                                  listen=a.listen, public_url=a.public_url),
+                             lambda a, r: (r["node"], f"node created: {a.name} ({a.country}, {a.role})")),
+            "create a node's folder, keys and database")
     _home(p)
     p.add_argument("--name", required=True)
     p.add_argument("--country", required=True, help="ISO 3166 alpha-2, e.g. NG")
@@ -56,21 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("descriptor", lambda a: admin.own_descriptor(a.home), "print this node's signed descriptor")
     _home(p)
-    p = cmd("endorse", lambda a: admin.endorse_file(a.home, a.file), "print FILE's descriptor endorsed by this (anchor) node")
+    p = cmd("endorse", _audited(lambda a: admin.endorse_file(a.home, a.file),
+                                lambda a, r: (r["node"], f"endorsed the descriptor of {r['name']} (seq {r['seq']})")),
+            "print FILE's descriptor endorsed by this (anchor) node")
     _home(p)
     p.add_argument("file", metavar="FILE")
-    p = cmd("trust", lambda a: admin.trust(a.home, a.file), "pin the node whose descriptor is in FILE as a trust anchor")
+    p = cmd("trust", _audited(lambda a: admin.trust(a.home, a.file),
+                              lambda a, r: (r["anchor"], f"trust anchor added: {r['name']}")), "pin the node whose descriptor is in FILE as a trust anchor")
     _home(p)
     p.add_argument("file", metavar="FILE")
 
     p = sub.add_parser("directory", help="the nodes this node accepts")
     dsub = p.add_subparsers(dest="action", required=True)
     d = dsub.add_parser("add", help="accept an endorsed descriptor (or take back our own, endorsed)")
-    d.set_defaults(handler=lambda a: admin.directory_add(a.home, a.file))
+    d.set_defaults(handler=_audited(lambda a: admin.directory_add(a.home, a.file),
+                                    lambda a, r: (r["node"], "descriptor added to the directory")))
     _home(d)
     d.add_argument("file", metavar="FILE")
     d = dsub.add_parser("pin", help="accept a descriptor without endorsement, by pinning its node")
-    d.set_defaults(handler=lambda a: admin.pin(a.home, a.file))
+    d.set_defaults(handler=_audited(lambda a: admin.pin(a.home, a.file),
+                                    lambda a, r: (r["pinned"], f"node pinned: {r['name']}")))
     _home(d)
     d.add_argument("file", metavar="FILE")
     d = dsub.add_parser("list", help="list accepted nodes")
@@ -81,27 +92,51 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("peer", help="sync peers")
     psub = p.add_subparsers(dest="action", required=True)
     d = psub.add_parser("add", help="fetch URL's descriptor, check it is accepted, and sync with it")
-    d.set_defaults(handler=lambda a: admin.peer_add(a.home, a.url))
+    d.set_defaults(handler=_audited(lambda a: admin.peer_add(a.home, a.url),
+                                    lambda a, r: (r["peer"], f"peer added: {r['name']} at {r['url']}")))
     _home(d)
     d.add_argument("url", metavar="URL")
 
     p = sub.add_parser("keys", help="encryption keys")
     ksub = p.add_subparsers(dest="action", required=True)
     d = ksub.add_parser("rotate", help="make a new encryption key and descriptor")
-    d.set_defaults(handler=lambda a: admin.keys_rotate(a.home))
+    d.set_defaults(handler=_audited(lambda a: admin.keys_rotate(a.home),
+                                    lambda a, r: (r["node"], f"encryption key rotated; descriptor seq {r['seq']}")))
     _home(d)
 
-    p = cmd("revoke", lambda a: admin.revoke(a.home, a.node_id), "revoke this node, or as its anchor a node it endorsed")
+    p = cmd("revoke", _audited(lambda a: admin.revoke(a.home, a.node_id),
+                               lambda a, r: (a.node_id, "node revoked")), "revoke this node, or as its anchor a node it endorsed")
     _home(p)
     p.add_argument("node_id", metavar="NODE_ID")
 
-    p = sub.add_parser("user", help="officer and analyst accounts")
+    p = sub.add_parser("user", help="officer, analyst and admin accounts (on this node's database)")
     usub = p.add_subparsers(dest="action", required=True)
-    d = usub.add_parser("add", help="create a user; prints the token once")
-    d.set_defaults(handler=lambda a: admin.add_user(a.home, a.name, a.role))
+    d = usub.add_parser("add", help="create a user; prints the token once (only its hash is kept)")
+    d.set_defaults(handler=_user_add)
     _home(d)
     d.add_argument("name")
-    d.add_argument("--role", required=True, choices=["officer", "analyst", "admin"])
+    d.add_argument("--role", required=True, choices=list(auth.ROLES),
+                   help="officer: record, share, answer, search; analyst: search, export, statistics; "
+                        "admin: everything, and users, peers, trust, keys, groups")
+    d = usub.add_parser("disable", help="disable a user's token at once (the next request is refused)")
+    d.set_defaults(handler=_user_disable)
+    _home(d)
+    d.add_argument("name")
+    d = usub.add_parser("enable", help="enable a disabled user again (same token)")
+    d.set_defaults(handler=_user_enable)
+    _home(d)
+    d.add_argument("name")
+    d = usub.add_parser("list", help="list users and their roles")
+    d.set_defaults(handler=_user_list)
+    _home(d)
+    d.add_argument("--json", action="store_true")
+
+    p = cmd("audit", _audit, "read the audit log: who did what, when, from where (--verify checks the chain)")
+    _home(p)
+    p.add_argument("--verify", action="store_true", help="check that no entry was changed or deleted; exit 1 if so")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="the N newest entries (default 100)")
+    p.add_argument("--user", metavar="NAME", help="only this user's entries")
+    p.add_argument("--json", action="store_true")
 
     p = cmd("run", _run, "start the node (SIGTERM or Ctrl-C stops it cleanly)")
     _home(p)
@@ -128,6 +163,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="RECORD_ID")
     p.add_argument("--to", required=True, help="nodes:ID,ID | region:CODE | op:NAME | federation")
     p.add_argument("--urgent", action="store_true", help="push at once instead of waiting for the next sync")
+    p = cmd("edit", officer_cli.edit, "send a new version of one of this node's shared records, to the same audience")
+    _api(p)
+    p.add_argument("id", metavar="RECORD_ID")
+    p.add_argument("--file", required=True, help="the whole new record as JSON ('-' for standard input)")
+    p.add_argument("--urgent", action="store_true", help="push at once (default: as the previous version went)")
+    p = cmd("retract", officer_cli.retract, "withdraw one of this node's shared records from its audience")
+    _api(p)
+    p.add_argument("id", metavar="RECORD_ID")
+    p.add_argument("--reason", required=True, help="why it is withdrawn (recipients see this)")
+    p = cmd("import", officer_cli.import_csv, "import seizures from a CSV file (docs/csv-import.md): all rows or none")
+    _api(p)
+    p.add_argument("file", metavar="FILE.csv", help="the CSV file ('-' for standard input)")
+    p.add_argument("--share", metavar="AUDIENCE", help="also share every imported seizure: nodes:ID,ID | region:CODE | "
+                                                       "op:NAME | federation")
+
+    p = sub.add_parser("group", help="closed operation groups (op:NAME)")
+    gsub = p.add_subparsers(dest="action", required=True)
+    d = gsub.add_parser("create", help="create (or change) a group owned by this node; its roster goes to the members")
+    d.set_defaults(handler=officer_cli.group_create)
+    _api(d)
+    d.add_argument("name", metavar="op:NAME")
+    d.add_argument("--member", required=True, action="append", metavar="NODE_ID", help="a member; repeat for each")
+    d.add_argument("--until", required=True, metavar="YYYY-MM-DD", help="the group's last day (UTC)")
+    p = cmd("groups", officer_cli.groups, "the operation groups this node knows, with members and end date")
+    _api(p)
+
     p = cmd("records", officer_cli.records, "list the records this node can read")
     _api(p)
     p.add_argument("--kind")
@@ -147,6 +208,104 @@ def build_parser() -> argparse.ArgumentParser:
     _api(p)
     query_cli.register(sub, _api)
     return parser
+
+
+def _operator() -> str:
+    """Who runs this command, as the audit log names them."""
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return f"cli:uid{os.getuid()}"
+
+
+def _with_store(home: str, fn: Callable[[Store], Any]) -> Any:
+    settings = load_settings(home)
+    store = Store(settings.path(settings.store.path), max_size_mb=settings.store.max_size_mb)
+    try:
+        return fn(store)
+    finally:
+        store.close()
+
+
+def _audit_local(home: str, action: str, target: str | None, detail: str | None) -> None:
+    """Append an operator's command to the node's audit chain (source 'cli')."""
+    user, at = _operator(), admin.now_ms()
+    _with_store(home, lambda st: st.write_now(lambda c: audit.append(
+        c, at=at, user=user, role="admin", action=action, target=target, detail=detail, source="cli")))
+
+
+def _audited(fn: Callable[[Any], Any], describe: Callable[[Any, Any], tuple[str | None, str]]) -> Callable[[Any], Any]:
+    """Run an operator command, then record it in the audit log (target, detail from its arguments and result)."""
+
+    def run(args: Any) -> Any:
+        result = fn(args)
+        target, detail = describe(args, result)
+        _audit_local(args.home, "admin", target, detail)
+        return result
+
+    return run
+
+
+def _user_add(args: Any) -> Any:
+    def add(store: Store) -> str:
+        token: str = store.write_now(auth.create_token, args.name, args.role, admin.now_ms())
+        return token
+
+    try:
+        token = _with_store(args.home, add)
+    except ValueError as exc:
+        raise admin.AdminError(str(exc)) from None
+    _audit_local(args.home, "admin", args.name, f"user added with role {args.role}")
+    return {"name": args.name, "role": args.role, "token": token,
+            "note": "the token is shown only this once; give it to the user"}
+
+
+def _user_switch(args: Any, disabled: bool) -> Any:
+    try:
+        row = _with_store(args.home, lambda st: st.write_now(auth.set_disabled, args.name, disabled))
+    except ValueError as exc:
+        raise admin.AdminError(str(exc)) from None
+    _audit_local(args.home, "admin", args.name, "user disabled" if disabled else "user enabled")
+    return f"user {args.name} ({row['role']}) {'disabled: its token is refused from now on' if disabled else 'enabled'}"
+
+
+def _user_disable(args: Any) -> Any:
+    return _user_switch(args, True)
+
+
+def _user_enable(args: Any) -> Any:
+    return _user_switch(args, False)
+
+
+def _user_list(args: Any) -> Any:
+    users = _with_store(args.home, lambda st: st.read_now(auth.list_users))
+    if args.json:
+        return users
+    rows = [[u["name"], u["role"], "DISABLED" if u["disabled"] else "active",
+             time.strftime("%Y-%m-%d %H:%M", time.gmtime(u["created"] / 1000))] for u in users]
+    return officer_cli.table(rows, ["name", "role", "state", "created (UTC)"])
+
+
+def _audit(args: Any) -> Any:
+    if args.verify:
+        check = _with_store(args.home, lambda st: st.read_now(audit.verify))
+        if args.json:
+            _print({"ok": check.ok, "entries": check.entries, "first_bad": check.first_bad, "why": check.why})
+        elif check.ok:
+            print(f"audit chain intact: {check.entries} entries")
+        else:
+            print(f"audit chain BROKEN at entry {check.first_bad}: {check.why}", file=sys.stderr)
+        return 0 if check.ok else 1
+    if args.limit < 1:
+        raise admin.AdminError("--limit: must be 1 or more")
+    rows = _with_store(args.home, lambda st: st.read_now(lambda c: audit.entries(c, limit=args.limit, user=args.user)))
+    rows.reverse()  # oldest first, like a log
+    if args.json:
+        return [{k: r[k] for k in ("seq", "at", "user", "role", "action", "target", "detail", "source", "hash")}
+                for r in rows]
+    table = [[r["seq"], time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["at"] / 1000)), r["user"], r["role"],
+              r["action"], r["target"], (r["detail"] or "")[:70], r["source"]] for r in rows]
+    return officer_cli.table(table, ["#", "at (UTC)", "user", "role", "action", "target", "detail", "from"])
 
 
 def _directory_list(args: Any) -> Any:

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ from config.settings import load_settings
 
 
 class ApiError(Exception):
-    """The node answered with an error, or could not be reached."""
+    """The node answered with an error, or could not be reached; ``answer`` is its JSON error, if any."""
+
+    def __init__(self, message: str, answer: Any = None) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 def _target(args: Any) -> tuple[str, str]:
@@ -38,20 +43,23 @@ def _target(args: Any) -> tuple[str, str]:
     return url.rstrip("/"), token
 
 
-def call(args: Any, method: str, path: str, body: Any = None) -> Any:
+def call(args: Any, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+         content_type: str = "application/json", timeout: float = 60) -> Any:
+    """One officer API request; the JSON answer, or ApiError with the node's message."""
     url, token = _target(args)
-    data = json.dumps(body).encode() if body is not None else None
+    data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url + path, data=data, method=method,  # noqa: S310 - URL from node.toml
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             err = json.loads(exc.read())
-            raise ApiError(f"HTTP {exc.code}: {err.get('detail') or err}") from None
         except ValueError:
             raise ApiError(f"HTTP {exc.code}") from None
+        detail = err.get("detail") if isinstance(err, dict) else None
+        raise ApiError(f"HTTP {exc.code}: {detail or err}", err) from None
     except (urllib.error.URLError, OSError) as exc:
         raise ApiError(f"cannot reach the node at {url}: {getattr(exc, 'reason', exc)}") from None
 
@@ -120,7 +128,8 @@ def inbox(args: Any) -> str | Any:
     if args.json:
         return out
     rows = [[a["id"], a["origin"][:10], a["record"].get("urgency"), a["record"].get("respond_by"),
-             "answered" if a["answered"] else ("OVERDUE" if a["overdue"] else "open"), a["record"].get("title", "")[:50]]
+             ("acknowledged: " + ",".join(a["our_outcomes"])) if a["acknowledged"]
+             else ("OVERDUE" if a["overdue"] else "open"), a["record"].get("title", "")[:50]]
             for a in out["alerts"]]
     return table(rows, ["alert id", "from", "urgency", "respond by", "state", "title"])
 
@@ -150,3 +159,75 @@ def status(args: Any) -> str | Any:
 def sync(args: Any) -> str | Any:
     out = call(args, "POST", "/api/v1/sync", {})
     return out if args.json else "\n".join(f"{k[:12]}  {v}" for k, v in out["peers"].items()) or "no peers"
+
+
+def edit(args: Any) -> str | Any:
+    body: dict[str, Any] = {"record": _read_record(args.file)}
+    if args.urgent:
+        body["urgent"] = True
+    out = call(args, "PATCH", f"/api/v1/records/{args.id}", body)
+    if args.json:
+        return out
+    return (f"record {args.id} is now version {out['version']}; sent as bundle {out['bundle']} to "
+            f"{out['audience']} ({len(out['recipients'])} recipients)")
+
+
+def retract(args: Any) -> str | Any:
+    out = call(args, "POST", f"/api/v1/records/{args.id}/retract", {"reason": args.reason})
+    if args.json:
+        return out
+    return (f"record {args.id} retracted (retraction {out['id']}, bundle {out['bundle']}) for "
+            f"{out['audience']} ({len(out['recipients'])} recipients)")
+
+
+def group_create(args: Any) -> str | Any:
+    out = call(args, "POST", "/api/v1/groups", {"name": args.name, "members": args.member, "not_after": args.until})
+    if args.json:
+        return out
+    verb = "created" if out["version"] == 1 else f"changed (roster version {out['version']})"
+    return (f"{out['group']} {verb}: {len(out['members'])} members including this node, open until {args.until} "
+            f"(UTC); the roster goes to the members as bundle {out['bundle']}")
+
+
+def groups(args: Any) -> str | Any:
+    out = call(args, "GET", "/api/v1/groups")
+    if args.json:
+        return out
+    rows = [[g["group"], g["owner"][:10], g["until"], "open" if g["active"] else "ENDED",
+             "yes" if g["member"] else "no",
+             ", ".join(g["names"].get(m) or m[:10] for m in g["members"])] for g in out["groups"]]
+    return table(rows, ["group", "owner", "until (UTC)", "state", "member", "members"])
+
+
+def import_csv(args: Any) -> str | Any:
+    """Send a seizures CSV to the node; progress goes to standard error, phase by phase."""
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ApiError(f"{args.file}: {exc.strerror}") from None
+    lines = sum(1 for line in data.splitlines() if line.strip()) - 1
+
+    def say(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    say(f"read {args.file}: {len(data)} bytes, about {max(lines, 0)} rows")
+    say("sending it to the node to validate every row (all rows are imported, or none)...")
+    path = "/api/v1/import" + (f"?share={urllib.parse.quote(args.share, safe=':,')}" if args.share else "")
+    try:
+        out = call(args, "POST", path, raw=data, content_type="text/csv", timeout=600)
+    except ApiError as exc:
+        answer = exc.answer if isinstance(exc.answer, dict) else {}
+        problems = answer.get("errors")
+        if not problems:
+            raise
+        lines_wrong = sorted({p["line"] for p in problems})
+        text = "\n".join(f"  {p['message']}" for p in problems)
+        raise ApiError(f"{len(lines_wrong)} of {answer.get('rows', '?')} rows are wrong; nothing was imported:\n"
+                       f"{text}", answer) from None
+    say(f"validated {out['rows']} rows; imported {out['imported']} seizures as local records")
+    if out["shared"]:
+        say(f"shared {len(out['shared']['bundles'])} seizures to {out['shared']['audience']}")
+    if args.json:
+        return out
+    return "\n".join(out["ids"])

@@ -45,6 +45,11 @@ def apply_payload(conn: sqlite3.Connection, bundle_id: str, created: int, payloa
         )
     if payload.kind == "retract":
         conn.execute("UPDATE records SET retracted = 1 WHERE id = ? AND origin = ?", (record["ref"], payload.origin))
+    elif row is None and conn.execute(
+        "SELECT 1 FROM records WHERE kind = 'retract' AND ref = ? AND origin = ?", (rid, payload.origin)
+    ).fetchone():
+        # The retraction came first (sync order is not creation order): the record arrives retracted.
+        conn.execute("UPDATE records SET retracted = 1 WHERE id = ?", (rid,))
     if payload.kind == "roster" and (row is None or version >= row["version"]):
         conn.execute(
             "INSERT INTO rosters (grp, owner, members, not_after, version) VALUES (?,?,?,?,?)"
@@ -83,22 +88,66 @@ def get_record(conn: sqlite3.Connection, rid: str) -> dict[str, Any] | None:
     ]
     out["feedback"] = [_row(r) for r in conn.execute(
         "SELECT * FROM records WHERE kind = 'feedback' AND ref = ? ORDER BY created", (rid,))]
+    out["retraction"] = None
+    if out["retracted"]:
+        r = conn.execute("SELECT id, created, body FROM records WHERE kind = 'retract' AND ref = ? AND origin = ?"
+                         " ORDER BY created DESC LIMIT 1", (rid, out["origin"])).fetchone()
+        if r is not None:
+            out["retraction"] = {"id": r["id"], "created": r["created"], "reason": json.loads(r["body"])["reason"]}
     return out
 
 
-def inbox(conn: sqlite3.Connection, me: str) -> list[dict[str, Any]]:
-    """Alerts from others that this node can read, with whether we have answered."""
+def version_body(conn: sqlite3.Connection, rid: str, version: int) -> dict[str, Any] | None:
+    """One earlier (or the current) version of a record, as it was sent."""
+    row = conn.execute("SELECT body FROM record_versions WHERE id = ? AND version = ?", (rid, version)).fetchone()
+    return None if row is None else dict(json.loads(row["body"]))
+
+
+def bundle_urgent(conn: sqlite3.Connection, bundle_id: str) -> bool:
+    """Whether the bundle that carried a record was sent urgently."""
+    row = conn.execute("SELECT urgent FROM bundles WHERE id = ?", (bundle_id,)).fetchone()
+    return bool(row and row["urgent"])
+
+
+def inbox(conn: sqlite3.Connection, me: str, today: str) -> list[dict[str, Any]]:
+    """Open alerts from others that this node can read (not retracted), newest first.
+
+    Each says whether this node has answered it (``acknowledged``: any
+    feedback from us, its outcomes in ``our_outcomes``) and whether it is
+    ``overdue``: unanswered and its ``respond_by`` date is before ``today``.
+    """
     rows = conn.execute(
-        "SELECT r.*, (SELECT count(*) FROM records f WHERE f.kind = 'feedback' AND f.ref = r.id AND f.origin = ?) AS answered"
+        "SELECT r.*, (SELECT json_group_array(json_extract(f.body, '$.outcome')) FROM records f"
+        "  WHERE f.kind = 'feedback' AND f.ref = r.id AND f.origin = ?) AS ours,"
+        " (SELECT count(*) FROM records f WHERE f.kind = 'feedback' AND f.ref = r.id) AS feedback_count"
         " FROM records r WHERE r.kind = 'alert' AND r.origin != ? AND r.retracted = 0 ORDER BY r.created DESC",
         (me, me),
     )
     out = []
     for r in rows:
         item = _row(r)
-        item["answered"] = bool(item["answered"])
+        item["our_outcomes"] = json.loads(item.pop("ours"))
+        item["acknowledged"] = item["answered"] = bool(item["our_outcomes"])
+        item["overdue"] = not item["acknowledged"] and item["record"].get("respond_by", "9999-12-31") < today
         out.append(item)
     return out
+
+
+def groups(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every operation group we hold a roster for, by name."""
+    return [
+        {"group": r["grp"], "owner": r["owner"], "members": json.loads(r["members"]), "not_after": r["not_after"],
+         "version": r["version"]}
+        for r in conn.execute("SELECT * FROM rosters ORDER BY grp")
+    ]
+
+
+def own_roster(conn: sqlite3.Connection, group: str, me: str) -> tuple[str, int] | None:
+    """(record id, version) of the roster we issued for ``group``, if any."""
+    row = conn.execute(
+        "SELECT id, version FROM records WHERE kind = 'roster' AND origin = ? AND json_extract(body, '$.group') = ?"
+        " ORDER BY version DESC LIMIT 1", (me, group)).fetchone()
+    return None if row is None else (row["id"], row["version"])
 
 
 def save_draft(conn: sqlite3.Connection, rid: str, kind: str, record: dict[str, Any], now_ms: int) -> None:
@@ -108,6 +157,30 @@ def save_draft(conn: sqlite3.Connection, rid: str, kind: str, record: dict[str, 
         " ON CONFLICT(id) DO UPDATE SET body=excluded.body, kind=excluded.kind",
         (rid, kind, json.dumps(record, ensure_ascii=False, sort_keys=True), now_ms),
     )
+
+
+def save_drafts(conn: sqlite3.Connection, items: list[tuple[str, str, dict[str, Any]]], now_ms: int) -> None:
+    """Keep many local records at once (one transaction: all of them or none)."""
+    for rid, kind, record in items:
+        save_draft(conn, rid, kind, record, now_ms)
+
+
+def mark_shared_many(conn: sqlite3.Connection, pairs: list[tuple[str, str]]) -> None:
+    """``mark_shared`` for many (record id, bundle id) pairs at once."""
+    conn.executemany("UPDATE drafts SET shared_bundle = ? WHERE id = ?", [(b, r) for r, b in pairs])
+
+
+def existing_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+    """Which of ``ids`` are taken here: id -> 'draft' (local, not shared) or 'record' (readable)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(f"SELECT id FROM drafts WHERE id IN ({marks}) AND shared_bundle IS NULL", chunk):  # noqa: S608
+            out[r[0]] = "draft"
+        for r in conn.execute(f"SELECT id FROM records WHERE id IN ({marks})", chunk):  # noqa: S608
+            out[r[0]] = "record"
+    return out
 
 
 def get_draft(conn: sqlite3.Connection, rid: str) -> dict[str, Any] | None:
