@@ -36,6 +36,7 @@ separate call: ``check_personal_data(kind, record, scope)``.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from typing import Any
 
@@ -152,7 +153,7 @@ _party = f.obj(
 _SEIZURE: dict[str, f.Field] = {
     **_COMMON,
     "category": _req(f.enum(SEIZURE_CATEGORIES)),
-    # Replaced per call by a check against "today"; see validate_record.
+    # Checked against "today" in the per-day checker; see _seizure_checker.
     "date": _req(f.date),
     "office": _req(f.obj({"name": _req(f.text(200, min_len=1)), "locode": _req(f.locode)})),
     "transport_mode": _req(f.enum(TRANSPORT_MODES)),
@@ -250,6 +251,8 @@ _SHAPES: dict[str, dict[str, f.Field]] = {
     "roster": _ROSTER,
 }
 assert set(_SHAPES) == set(KINDS)
+# Built once: a checker prepares its member table when it is made.
+_CHECKERS: dict[str, f.Check] = {kind: f.obj(shape) for kind, shape in _SHAPES.items()}
 
 
 EASTERNMOST_OFFSET_MS = 14 * 3600 * 1000
@@ -261,6 +264,14 @@ def today_from_ms(now_ms: int) -> datetime.date:
     return datetime.date(1970, 1, 1) + datetime.timedelta(days=now_ms // 86_400_000)
 
 
+@functools.lru_cache(maxsize=4)
+def _seizure_checker(latest_day_ms: int) -> f.Check:
+    # "date" is checked against the caller's today, so the seizure checker is
+    # made per day (and kept: rebuilding it per call cost more than the checks);
+    # the same key keeps the member's place in the check order.
+    return f.obj({**_SEIZURE, "date": _req(f.date_not_after(today_from_ms(latest_day_ms)))})
+
+
 def validate_record(kind: str, record: object, *, now_ms: int) -> dict[str, Any]:
     """Check one record of ``kind`` against PROTOCOL.md 3.2 and return it unchanged.
 
@@ -269,13 +280,15 @@ def validate_record(kind: str, record: object, *, now_ms: int) -> dict[str, Any]
     Greenwich can record today's seizure before UTC midnight. Raises ``InvalidRecord(field, why)`` at the first problem found,
     and never any other exception, whatever ``kind`` and ``record`` hold.
     """
-    if not isinstance(kind, str) or kind not in _SHAPES:
+    if not isinstance(kind, str) or kind not in _CHECKERS:
         raise InvalidRecord("kind", f"{f.show(kind)} is not a record kind ({', '.join(KINDS)})")
-    shape = _SHAPES[kind]
     if kind == "seizure":
-        # Same key, so the member keeps its place in the check order.
-        shape = {**shape, "date": _req(f.date_not_after(today_from_ms(now_ms + EASTERNMOST_OFFSET_MS)))}
-    return f.check_object(record, "", shape)
+        # Keyed by the day, not the millisecond, so the cache hits all day.
+        latest_ms = now_ms + EASTERNMOST_OFFSET_MS
+        check = _seizure_checker(latest_ms - latest_ms % 86_400_000)
+    else:
+        check = _CHECKERS[kind]
+    return f.check_record(check, record)
 
 
 def check_personal_data(kind: str, record: dict[str, Any], scope: str) -> None:

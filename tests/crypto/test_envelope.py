@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from crypto.envelope import open_bundle, seal_box, seal_bundle, verify_bundle
@@ -140,6 +140,7 @@ def test_random_json_raises_only_remote_errors(value):
 @given(key=st.sampled_from(sorted(sealed().obj)), value=json_values)
 def test_mutated_bundles_raise_only_remote_errors(key, value):
     obj = dict(sealed().obj)
+    assume(not (type(value) is type(obj[key]) and value == obj[key]))  # an unchanged bundle is valid
     obj[key] = value
     try:
         receive(canonical(obj) if _encodable(obj) else b"{")

@@ -1,0 +1,550 @@
+"""The receiving path's fast paths give exactly the answers of the reference code.
+
+The fast paths (scripts/bench crypto measures why they exist) each accept a
+subset of inputs and hand everything else to a reference implementation that
+decides and words the error. These tests hold them to the same results: equal
+values and bytes, or the same error with the same message.
+
+The oracles for canonical(), parse_json() and b64u_decode() are the code as it
+was first written, copied here, so that the library's own reference paths are
+not their only check.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import re
+import string
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import bundle as pb
+from protocol.bundle import Audience, parse_bundle, parse_payload, payload_for
+from protocol.canonical import (
+    MAX_SAFE_INT,
+    b64u_decode,
+    b64u_encode,
+    canonical,
+    check_json_value,
+    parse_json,
+)
+from protocol.errors import InvalidBundle, MalformedJSON
+from tests.protocol.test_records import NOW, VALID
+
+# --- Oracles: the first versions of canonical(), parse_json(), b64u_decode() ---------
+
+
+def _oracle_check(value: Any, path: str = "$") -> None:
+    if value is None or isinstance(value, bool | str):
+        if isinstance(value, str):
+            _oracle_text(value, path)
+        return
+    if isinstance(value, int):
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise MalformedJSON(f"{path}: integer outside +-(2^53 - 1)")
+        return
+    if isinstance(value, float):
+        raise MalformedJSON(f"{path}: floating-point numbers are not allowed")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _oracle_check(item, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise MalformedJSON(f"{path}: object key {key!r} is not a string")
+            _oracle_text(key, path)
+            _oracle_check(item, f"{path}.{key}")
+        return
+    raise MalformedJSON(f"{path}: {type(value).__name__} is not a JSON value")
+
+
+def _oracle_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedJSON(f"{path}: string holds a lone surrogate") from None
+
+
+def oracle_canonical(value: Any) -> bytes:
+    _oracle_check(value)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _no_float(text: str) -> Any:
+    raise MalformedJSON(f"floating-point number {text} is not allowed")
+
+
+def _no_constant(text: str) -> Any:
+    raise MalformedJSON(f"{text} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise MalformedJSON(f"duplicate object key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def oracle_parse_json(data: bytes | str) -> Any:
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        value = json.loads(
+            text, parse_float=_no_float, parse_constant=_no_constant, object_pairs_hook=_no_duplicates
+        )
+    except MalformedJSON:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise MalformedJSON(f"not valid JSON: {exc}") from None
+    _oracle_check(value)
+    return value
+
+
+_B64U_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
+_B64U_INDEX = {c: i for i, c in enumerate(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_")}
+
+
+def oracle_b64u_decode(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise MalformedJSON("b64u value is not a string")
+    if not _B64U_ALPHABET.fullmatch(text):
+        raise MalformedJSON("b64u value has characters outside the base64url alphabet")
+    rem = len(text) % 4
+    if rem == 1:
+        raise MalformedJSON("b64u value has an impossible length")
+    if rem:
+        if _B64U_INDEX[text[-1]] & (0x0F if rem == 2 else 0x03):
+            raise MalformedJSON("b64u value has non-canonical trailing bits")
+        text += "=" * (4 - rem)
+    return binascii.a2b_base64(text.translate(str.maketrans("-_", "+/")))
+
+
+def outcome(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    """A comparable result: ("ok", value, its exact types) or (error type, message)."""
+    try:
+        value = fn(*args, **kwargs)
+    except (MalformedJSON, InvalidBundle) as exc:
+        return (type(exc).__name__, str(exc), getattr(exc, "reason", None), getattr(exc, "detail", None))
+    except (RecursionError, ValueError, TypeError) as exc:
+        return (type(exc).__name__,)
+    return ("ok", value, _types(value))
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
+
+
+# --- canonical() and check_json_value() ----------------------------------------------
+
+# Text with what JSON escapes or might: controls, DEL, C1, U+2028/9, astral
+# characters, quotes, backslashes, and lone surrogates.
+TEXT = st.text(
+    alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF)
+    | st.sampled_from(["\x00", "\x1f", "\x7f", "\x85", "\u2028", "\u2029", '"', "\\", "\ud800", "\udfff", "😀", "é"]),
+    max_size=12,
+)
+NUMBERS = st.integers(-(2**60), 2**60) | st.sampled_from([MAX_SAFE_INT, -MAX_SAFE_INT, MAX_SAFE_INT + 1, -MAX_SAFE_INT - 1])
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | NUMBERS | TEXT | st.floats(allow_nan=True) | st.sampled_from([1.0, 0.0, -0.0]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
+    max_leaves=25,
+)
+
+
+class StrSub(str):
+    pass
+
+
+class IntSub(int):
+    pass
+
+
+@settings(max_examples=600, deadline=None)
+@given(ANY_JSON)
+def test_canonical_is_the_reference_encoding(value: Any) -> None:
+    assert outcome(canonical, value) == outcome(oracle_canonical, value)
+    assert outcome(check_json_value, value) == outcome(_oracle_check, value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ANY_JSON, max_size=3))
+def test_canonical_with_subclasses_and_foreign_keys(items: list[Any]) -> None:
+    for value in (
+        [StrSub("x"), *items],
+        {"a": IntSub(5), "b": items},
+        {StrSub("k"): items},
+        {1: items},
+        [*items, (1, 2)],
+        [*items, IntSub(2**60)],
+    ):
+        assert outcome(canonical, value) == outcome(oracle_canonical, value)
+
+
+def test_canonical_of_a_deep_or_circular_value_fails_as_before() -> None:
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    assert outcome(canonical, deep) == outcome(oracle_canonical, deep)
+    loop: list[Any] = []
+    loop.append(loop)
+    assert outcome(canonical, loop) == outcome(oracle_canonical, loop)
+
+
+# --- parse_json() ---------------------------------------------------------------------
+
+_SAFE_JSON = st.recursive(
+    st.none() | st.booleans() | NUMBERS | TEXT | st.floats(allow_nan=True),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
+    max_leaves=20,
+)
+
+
+@st.composite
+def json_texts(draw: st.DrawFn) -> str:
+    """JSON text as others may write it: any escapes, spacing, duplicates, junk."""
+    value = draw(_SAFE_JSON)
+    text = json.dumps(value, ensure_ascii=draw(st.booleans()), allow_nan=True)
+    choice = draw(st.integers(0, 6))
+    if choice == 1 and text.startswith("{") and len(text) > 2:
+        text = '{"dup":1,"dup":2,' + text[1:]
+    elif choice == 2:
+        text = "\ufeff" + text
+    elif choice == 3:
+        text = f"[{text}, 1e3, {'9' * draw(st.integers(1, 5000))}]"
+    elif choice == 4:
+        cut = draw(st.integers(0, len(text)))
+        text = text[:cut] + draw(st.sampled_from(["\\ud800", "\\uDBFF\\uDC00", "\\\\u", '"', "\\u0000", "NaN", ",", " "])) + text[cut:]
+    elif choice == 5:
+        text = f'  {text}\n\t '
+    return text
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_texts(), st.booleans())
+def test_parse_json_is_the_reference_parse(text: str, as_bytes: bool) -> None:
+    if as_bytes:
+        try:
+            data: bytes | str = text.encode("utf-8")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "surrogatepass")  # invalid UTF-8: both must refuse it
+    else:
+        data = text
+    assert outcome(parse_json, data) == outcome(oracle_parse_json, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_parse_json_of_any_bytes(data: bytes) -> None:
+    assert outcome(parse_json, data) == outcome(oracle_parse_json, data)
+
+
+# --- b64u_decode() --------------------------------------------------------------------
+
+B64U_TEXT = st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=40) | st.text(
+    alphabet=string.ascii_letters + string.digits + "-_+/= \n\té\x00", max_size=12
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(B64U_TEXT)
+def test_b64u_decode_is_the_reference_decode(text: str) -> None:
+    assert outcome(b64u_decode, text) == outcome(oracle_b64u_decode, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=100))
+def test_b64u_decode_round_trips_and_refuses_padding(raw: bytes) -> None:
+    text = b64u_encode(raw)
+    assert b64u_decode(text) == raw
+    padded = base64.urlsafe_b64encode(raw).decode()
+    if padded != text:
+        assert outcome(b64u_decode, padded) == outcome(oracle_b64u_decode, padded)
+
+
+# --- parse_bundle(): fast path against the reference parse ----------------------------
+
+NODE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567", min_size=24, max_size=24).map(lambda s: "n" + s)
+
+
+def _b64u(size: int | st.SearchStrategy[int]) -> st.SearchStrategy[str]:
+    sizes = st.just(size) if isinstance(size, int) else size
+    return sizes.flatmap(lambda n: st.binary(min_size=n, max_size=n)).map(b64u_encode)
+
+
+@st.composite
+def bundles(draw: st.DrawFn) -> dict[str, Any]:
+    """A well-formed bundle (signature and ciphertext are random: parsing does not check them)."""
+    nodes = sorted(set(draw(st.lists(NODE, min_size=1, max_size=6))))
+    origin = draw(st.sampled_from(nodes))
+    scope = draw(st.sampled_from(["nodes", "group", "federation"]))
+    if scope == "nodes":
+        audience: dict[str, Any] = {"scope": "nodes", "nodes": sorted(set(draw(st.lists(NODE, min_size=1, max_size=4))))}
+    elif scope == "group":
+        group = draw(st.from_regex(r"region:[A-Z]{2,5}|op:[A-Z0-9][A-Z0-9._-]{0,62}", fullmatch=True))
+        audience = {"scope": "group", "group": group}
+    else:
+        audience = {"scope": "federation"}
+    created = draw(st.integers(0, MAX_SAFE_INT))
+    obj = {
+        "v": 1,
+        "origin": origin,
+        "created": created,
+        "expires": draw(st.integers(0, MAX_SAFE_INT)),
+        "audience": audience,
+        "urgent": draw(st.booleans()),
+        "recipients": [{"node": n, "wrap": draw(_b64u(pb.WRAP_BYTES))} for n in nodes],
+        "nonce": draw(_b64u(pb.NONCE_BYTES)),
+        "ct": draw(_b64u(st.integers(16, 300))),
+        "sig": draw(_b64u(64)),
+    }
+    return dict(draw(st.permutations(list(obj.items()))))  # key order must not matter
+
+
+ODD_VALUES = st.sampled_from(
+    [True, False, 1.0, 0, -1, 2**53, MAX_SAFE_INT, IntSub(1), StrSub("x"), "", "A" * 107, None, [], {}, "é"]
+) | ANY_JSON
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    items = list(value.items()) if isinstance(value, dict) else list(enumerate(value)) if isinstance(value, list) else []
+    for key, item in items:
+        out.append((*prefix, key))
+        out.extend(_paths(item, (*prefix, key)))
+    return out
+
+
+def bundle_outcome(obj: Any, max_bytes: int) -> tuple[Any, ...]:
+    try:
+        bundle = parse_bundle(obj, max_bytes=max_bytes)
+    except InvalidBundle as exc:
+        return ("InvalidBundle", exc.reason, exc.detail)
+    return ("ok", vars(bundle))
+
+
+def reference_outcome(obj: Any, max_bytes: int) -> tuple[Any, ...]:
+    try:
+        bundle = pb._parse_reference(obj, max_bytes)
+    except InvalidBundle as exc:
+        return ("InvalidBundle", exc.reason, exc.detail)
+    return ("ok", vars(bundle))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bundles(), st.sampled_from([pb.MAX_BUNDLE_BYTES, 900]))
+def test_valid_bundles_parse_as_the_reference_does(obj: dict[str, Any], max_bytes: int) -> None:
+    ours = bundle_outcome(obj, max_bytes)
+    assert ours == reference_outcome(obj, max_bytes)
+    if ours[0] == "ok":
+        bundle = parse_bundle(obj, max_bytes=max_bytes)
+        assert bundle.raw == canonical(obj) and bundle.size == len(bundle.raw)
+        assert bundle.obj is obj
+        assert type(bundle.audience) is Audience
+        assert bundle.audience == Audience.from_json(obj["audience"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bundles(), st.data())
+def test_damaged_bundles_fail_as_the_reference_does(obj: dict[str, Any], data: st.DataObject) -> None:
+    obj = copy.deepcopy(obj)
+    for _ in range(data.draw(st.integers(1, 2))):
+        path = data.draw(st.sampled_from(_paths(obj)))
+        parent = obj
+        for step in path[:-1]:
+            parent = parent[step]
+        action = data.draw(st.integers(0, 3))
+        if action == 0 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif action == 1 and isinstance(parent, dict):
+            parent[data.draw(st.sampled_from(["x", "sig", "scope", "nodes", "group", 1]))] = data.draw(ODD_VALUES)
+        elif action == 2 and isinstance(parent[path[-1]], list) and parent[path[-1]]:
+            parent[path[-1]].reverse() if len(parent[path[-1]]) > 1 else parent[path[-1]].append(parent[path[-1]][0])
+        else:
+            parent[path[-1]] = data.draw(ODD_VALUES)
+    assert bundle_outcome(obj, pb.MAX_BUNDLE_BYTES) == reference_outcome(obj, pb.MAX_BUNDLE_BYTES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_JSON)
+def test_random_values_fail_as_the_reference_does(value: Any) -> None:
+    assert bundle_outcome(value, pb.MAX_BUNDLE_BYTES) == reference_outcome(value, pb.MAX_BUNDLE_BYTES)
+
+
+def test_the_vector_bundle_takes_the_fast_path(bundle_vectors: dict[str, Any]) -> None:
+    obj = bundle_vectors["valid"]["bundle"]
+    fast = pb._parse_exact(obj)
+    assert fast is not None
+    assert vars(fast) == vars(pb._parse_reference(obj, pb.MAX_BUNDLE_BYTES))
+    for case in bundle_vectors["reject"]:
+        assert bundle_outcome(case["bundle"], pb.MAX_BUNDLE_BYTES) == reference_outcome(
+            case["bundle"], pb.MAX_BUNDLE_BYTES
+        )
+
+
+# --- Payloads: the header's audience is reused only when it is the same ---------------
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bundles(), st.data())
+def test_payload_for_a_header_is_parse_payload(obj: dict[str, Any], data: st.DataObject) -> None:
+    header = Audience.from_json(obj["audience"])
+    payload: dict[str, Any] = {
+        "origin": obj["origin"],
+        "audience": copy.deepcopy(obj["audience"]),
+        "kind": "seizure",
+        "record": copy.deepcopy(VALID["seizure"]),
+    }
+    if data.draw(st.booleans()):
+        path = data.draw(st.sampled_from(_paths(payload["audience"])))
+        parent = payload["audience"]
+        for step in path[:-1]:
+            parent = parent[step]
+        parent[path[-1]] = data.draw(ODD_VALUES | NODE | st.sampled_from(["nodes", "group", "federation"]))
+
+    def run(fn: Any, *args: Any) -> tuple[Any, ...]:
+        try:
+            result = fn(payload, *args, now_ms=NOW)
+        except InvalidBundle as exc:
+            return ("InvalidBundle", exc.reason, exc.detail)
+        return ("ok", result)
+
+    assert run(payload_for, header) == run(parse_payload)
+
+
+# Targeted damage: each must be refused (or accepted) exactly as the reference does.
+def _sample_bundle(recipients: int = 3, scope: str = "nodes") -> dict[str, Any]:
+    nodes = [f"n{c * 24}" for c in "abcdefghijk"[:recipients]]
+    audience: dict[str, Any] = {
+        "nodes": {"scope": "nodes", "nodes": nodes[1:] or nodes[:1]},
+        "group": {"scope": "group", "group": "op:ALPHA"},
+        "federation": {"scope": "federation"},
+    }[scope]
+    return {
+        "v": 1, "origin": nodes[0], "created": 1_700_000_000_000, "expires": 1_700_000_100_000,
+        "audience": audience, "urgent": False,
+        "recipients": [{"node": n, "wrap": b64u_encode(bytes([i]) * 80)} for i, n in enumerate(nodes)],
+        "nonce": b64u_encode(b"\1" * 24), "ct": b64u_encode(b"\2" * 40), "sig": b64u_encode(b"\3" * 64),
+    }
+
+
+def _odd_versions(value: Any) -> list[Any]:
+    odd: list[Any] = [True, False, 1.0, 0, -1, 2**53, -(2**53), MAX_SAFE_INT, IntSub(1), None, "", [], {}, "é"]
+    if isinstance(value, str):
+        odd += [StrSub(value), value + "=", value[:-1], value + "A", value.upper(), value.replace("A", "+"), " " + value]
+    if isinstance(value, list):
+        odd += [value[::-1], value + value[:1], [], value * 200]
+    if isinstance(value, int) and not isinstance(value, bool):
+        odd += [IntSub(value), float(value), str(value)]
+    return odd
+
+
+def _damaged(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for path in _paths(obj):
+        parent: Any = obj
+        for step in path[:-1]:
+            parent = parent[step]
+        for odd in _odd_versions(parent[path[-1]]):
+            damaged = copy.deepcopy(obj)
+            target: Any = damaged
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = odd
+            out.append(damaged)
+        if isinstance(parent, dict):
+            damaged = copy.deepcopy(obj)
+            target = damaged
+            for step in path[:-1]:
+                target = target[step]
+            del target[path[-1]]
+            out.append(damaged)
+            target["extra"] = 1
+            out.append(copy.deepcopy(damaged))
+    not_recipient = copy.deepcopy(obj)
+    not_recipient["origin"] = "n" + "z" * 24
+    out.append(not_recipient)
+    return out
+
+
+def test_targeted_damage_fails_as_the_reference_does() -> None:
+    for sample in (_sample_bundle(1, "federation"), _sample_bundle(3, "nodes"), _sample_bundle(2, "group")):
+        assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok"
+        for damaged in _damaged(sample):
+            assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(
+                damaged, pb.MAX_BUNDLE_BYTES
+            ), damaged
+
+
+# --- validate_record(): the fast pass reports what the ordered pass would -------------
+
+
+def _objects(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths of the objects (dicts) inside ``value``, itself included."""
+    out = [prefix] if isinstance(value, dict) else []
+    items = list(value.items()) if isinstance(value, dict) else list(enumerate(value)) if isinstance(value, list) else []
+    for key, item in items:
+        out.extend(_objects(item, (*prefix, key)))
+    return out
+
+
+def _field(path: tuple[Any, ...]) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+    return out
+
+
+def _reordered(valid: dict[str, Any], where: tuple[Any, ...], bad: tuple[str, str], reverse: bool) -> dict[str, Any]:
+    record = copy.deepcopy(valid)
+    target: Any = record
+    for step in where:
+        target = target[step]
+    items = list(target.items())
+    target.clear()
+    target.update(items[::-1] if reverse else items)
+    for name in bad:
+        target[name] = None  # wrong for every member
+    return record
+
+
+def test_two_bad_members_report_the_same_error_in_any_order() -> None:
+    """Members are checked in the object's own order for speed; the error reported
+    must still be the reference's, which follows the order of the shape."""
+    from protocol.errors import InvalidRecord
+    from protocol.records import _SHAPES, validate_record
+
+    def error(kind: str, record: dict[str, Any]) -> tuple[str, str]:
+        try:
+            validate_record(kind, record, now_ms=NOW)
+        except InvalidRecord as exc:
+            return exc.field, exc.why
+        raise AssertionError("accepted")
+
+    for kind, valid in VALID.items():
+        for where in _objects(valid):
+            parent: Any = valid
+            for step in where:
+                parent = parent[step]
+            names = list(parent)
+            for i, first in enumerate(names):
+                for second in names[i + 1 :]:
+                    forward = error(kind, _reordered(valid, where, (first, second), reverse=False))
+                    backward = error(kind, _reordered(valid, where, (first, second), reverse=True))
+                    assert forward == backward, (kind, where, first, second)
+                    if not where:  # at the top, the shape's own order decides
+                        order = list(_SHAPES[kind])
+                        expected = min(first, second, key=order.index)
+                        assert forward[0] == expected, (kind, first, second, forward)
