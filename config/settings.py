@@ -73,6 +73,8 @@ class SyncSection(_Strict):
     request_timeout_s: int = Field(default=30, ge=1, le=600)
     ca_file: str | None = Field(default=None, description="extra CA bundle for https:// peers")
     directory_every: int = Field(default=10, ge=1, description="refresh directories every N rounds")
+    verify_processes: int | None = Field(default=None, ge=1, le=64,
+                                         description="worker processes for checking large batches (default: one per core)")
 
 
 class ProtocolSection(_Strict):

@@ -19,7 +19,7 @@ from crypto.descriptor import anchor_revocation, check_descriptor, endorse, self
 from node import auth
 from node.context import publish_descriptor
 from node.keystore import KeyStore, write_secret
-from node.runtime import open_node
+from node.runtime import client_ssl, open_node
 from node.store import directory as dir_store
 from node.store import peers as peer_store
 from node.store.db import Store, init_store
@@ -149,7 +149,7 @@ def peer_add(home: str, url: str) -> dict[str, Any]:
     node = open_node(home)
 
     async def fetch() -> Any:
-        transport = HttpTransport(timeout_s=15)
+        transport = HttpTransport(timeout_s=15, ssl=client_ssl(node.settings))
         try:
             return await PeerClient(node.identity, transport, time.time).descriptor(url)
         finally:
@@ -186,7 +186,8 @@ def keys_rotate(home: str) -> dict[str, Any]:
     keys.add_encryption_key(not_before=now_ms())
     d = publish_descriptor(keys, settings, seq=current.seq + 1, issued=now_ms())
     return {"node": d.node, "seq": d.seq, "enc_keys": len(d.enc_keys),
-            "note": "restart the node to serve the new descriptor; peers accept it as an update"}
+            "note": "a running node serves the new descriptor from its next sync round; peers that accept "
+                    "this node take it as an update; get it endorsed again for nodes that do not know it yet"}
 
 
 def revoke(home: str, target: str) -> dict[str, Any]:

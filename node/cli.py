@@ -326,6 +326,7 @@ def _run(args: Any) -> int:
     from node.runtime import serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every tick at INFO
     try:
         asyncio.run(serve(args.home))
     except OSError as exc:  # the listen address is taken or not ours

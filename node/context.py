@@ -17,9 +17,10 @@ from typing import Any
 from config.settings import Settings
 from crypto.descriptor import check_descriptor, make_descriptor
 from crypto.keys import EncryptionKey, IdentityKey
-from node.keystore import KeyStore
+from node.keystore import KeyFileError, KeyStore
 from node.store import directory as dir_store
 from node.store.db import Store
+from node.verify import Snapshot, Verifier, default_processes
 from protocol.audience import Roster
 from protocol.descriptor import Descriptor, parse_descriptor, supersedes
 from protocol.errors import InvalidDescriptor
@@ -55,7 +56,13 @@ class Node:
         self.anchors: dict[str, bytes] = {}
         self.pinned: set[str] = set()
         self.rosters: dict[str, Roster] = {}
+        self.verifier = Verifier(settings.sync.verify_processes or default_processes())
         self.reload()
+
+    def snapshot(self) -> Snapshot:
+        """What bundle checking needs, in a form that can cross to a worker process."""
+        return Snapshot(self.node_id, self.is_hub, self.settings.protocol.max_bundle_bytes, dict(self.directory),
+                        tuple(k.private for k in self.enc_keys))
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -69,7 +76,17 @@ class Node:
         self._install(self.store.read_now(_trust_snapshot))
 
     async def reload_async(self) -> None:
-        """The same, from a running node (an operator may have changed trust with the CLI)."""
+        """The same, from a running node (an operator may have changed trust with the CLI,
+        or brought back our own descriptor endorsed)."""
+        try:
+            own = parse_descriptor(self.keystore.descriptor())
+        except (InvalidDescriptor, KeyFileError, ValueError) as exc:
+            log.error("descriptor.json cannot be read; keeping the one loaded: %s", exc)
+        else:
+            if own.node == self.node_id:
+                self.descriptor = own
+                # A rotated key is advertised by the new descriptor: hold its private half too.
+                self.enc_keys = self.keystore.encryption_keys()
         self._install(await self.store.read(_trust_snapshot))
 
     def _install(self, snapshot: tuple[dict[str, bytes], set[str], dict[str, Roster], list[dict[str, Any]]]) -> None:
@@ -87,15 +104,19 @@ class Node:
     def judge_descriptor(self, obj: Any) -> Descriptor | None:
         """Decide whether ``obj`` should enter or replace our directory entry; None when unchanged.
 
-        Accepted when self-signed and pinned or endorsed by an anchor, or when it
-        is a self-signed update of a node we already accept (same identity key,
-        so the same node id). Raises InvalidDescriptor otherwise.
+        Accepted when self-signed and pinned or endorsed by an anchor (PROTOCOL.md
+        2.1), or when it is a self-signed update of a node we already accept that
+        changes only its keys and endpoints (key rotation must not need a new
+        endorsement). A node that changes its role, regions, country or name
+        needs an anchor's endorsement again: otherwise it could make itself a hub,
+        or join a region, and be served bundles it may not hold.
+        Raises InvalidDescriptor otherwise.
         """
         d = parse_descriptor(obj)
         current = self.directory.get(d.node)
         # What we endorsed ourselves we trust as much as what our anchors endorsed.
         anchors = {**self.anchors, self.node_id: self.identity.public}
-        if current is not None and not current.revoked and not d.revoked:
+        if current is not None and not current.revoked and not d.revoked and same_standing(d, current):
             check_descriptor(d, anchors=anchors, pinned=[*self.pinned, d.node])
         else:
             check_descriptor(d, anchors=anchors, pinned=list(self.pinned))
@@ -139,6 +160,11 @@ class Node:
     def directory_objs(self) -> list[dict[str, Any]]:
         """Every descriptor we accept, our own included, in wire form."""
         return [self.directory[n].obj for n in sorted(self.directory)]
+
+
+def same_standing(a: Descriptor, b: Descriptor) -> bool:
+    """True when two descriptors of one node give it the same role, regions, country and name."""
+    return (a.role, sorted(a.regions), a.country, a.name) == (b.role, sorted(b.regions), b.country, b.name)
 
 
 def _trust_snapshot(conn: Any) -> tuple[dict[str, bytes], set[str], dict[str, Roster], list[dict[str, Any]]]:

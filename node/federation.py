@@ -98,7 +98,7 @@ class Federation:
         self.node = node
         self.nonces = NonceCache()
         self.limiter = RateLimiter(node.settings.server.requests_per_minute)
-        self.on_new_bundles: list[Any] = []  # callbacks(bundles, via) for urgent relaying
+        self.on_new_urgent: list[Any] = []  # callbacks(urgent bundles, via) for relaying
 
     def public_key_for(self, keyid: str) -> bytes | None:
         d = self.node.directory.get(keyid)
@@ -175,7 +175,7 @@ class Federation:
     async def _push(self, caller: str, body: bytes) -> Reply:
         req = PushRequest.from_json(parse_json(body))
         result = await ingest(self.node, list(req.bundles), via=caller)
-        if result.new_bundles:
-            for callback in self.on_new_bundles:
-                callback(result.new_bundles, caller)
+        if result.new_urgent:
+            for callback in self.on_new_urgent:
+                callback(result.new_urgent, caller)
         return reply(200, result.to_json())

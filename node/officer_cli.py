@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -17,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from config.settings import load_settings
+from config.settings import Settings, load_settings
 
 
 class ApiError(Exception):
@@ -28,12 +29,40 @@ class ApiError(Exception):
         self.answer = answer
 
 
+def _local_url(s: Settings) -> str:
+    """How a command on the node's own machine reaches it.
+
+    Plain HTTP: the listen address (a wildcard means this machine). TLS: the
+    public URL, whose host name the certificate carries.
+    """
+    if s.server.tls_cert:
+        return s.node.public_url
+    host = s.server.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - reading the setting, not binding
+        host = "127.0.0.1"
+    return f"http://{host if ':' not in host else f'[{host}]'}:{s.server.port}"
+
+
+def _trust(s: Settings) -> ssl.SSLContext | None:
+    """Trust the node's own certificate (often self-signed or from a national CA) and the CA file."""
+    if not s.server.tls_cert:
+        return None
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cafile=str(s.path(s.server.tls_cert)))
+    if s.sync.ca_file:
+        ctx.load_verify_locations(cafile=str(s.path(s.sync.ca_file)))
+    return ctx
+
+
+def ssl_context(args: Any) -> ssl.SSLContext | None:
+    """What to trust when the node in ``--home`` serves TLS (None: the system's defaults)."""
+    return _trust(load_settings(args.home)) if args.home else None
+
+
 def _target(args: Any) -> tuple[str, str]:
     url, token = args.url, args.token or os.environ.get("CENMESH_TOKEN")
     if args.home:
-        if url is None:
-            s = load_settings(args.home)
-            url = f"{'https' if s.server.tls_cert else 'http'}://{s.server.listen}"
+        url = url or _local_url(load_settings(args.home))
         if token is None:
             path = Path(args.home) / "admin.token"
             if path.exists():
@@ -47,11 +76,12 @@ def call(args: Any, method: str, path: str, body: Any = None, *, raw: bytes | No
          content_type: str = "application/json", timeout: float = 60) -> Any:
     """One officer API request; the JSON answer, or ApiError with the node's message."""
     url, token = _target(args)
+    ctx = ssl_context(args)
     data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url + path, data=data, method=method,  # noqa: S310 - URL from node.toml
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:  # noqa: S310
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

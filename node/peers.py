@@ -37,6 +37,7 @@ class Peer:
     lock: asyncio.Lock
     etag: str | None = None
     saved: Cursor | None = None
+    directory_at: int = 0  # when we last asked for its directory (ms)
 
 
 class SyncDriver:
@@ -76,6 +77,12 @@ class SyncDriver:
         for gone in set(self.peers) - seen:
             del self.peers[gone]
 
+    def _directory_due(self, peer: Peer, force: bool) -> bool:
+        """Ask for a peer's directory every ``directory_every`` intervals, when forced, or until
+        we hold its ETag; a 304 makes the check cheap."""
+        s = self.node.settings.sync
+        return force or not peer.etag or self.node.now_ms() - peer.directory_at >= s.directory_every * s.interval_s * 1000
+
     async def sync_all(self, *, force: bool = False) -> dict[str, str]:
         """One pass over every peer whose round is due (all of them with ``force``)."""
         await self.node.reload_async()
@@ -84,10 +91,10 @@ class SyncDriver:
         if force:
             for p in self.peers.values():
                 p.machine.sync_now(self.node.now_ms())
-        results = await asyncio.gather(*(self.sync_peer(p) for p in list(self.peers.values())))
+        results = await asyncio.gather(*(self.sync_peer(p, directory=force) for p in list(self.peers.values())))
         return dict(zip(self.peers, results, strict=False))
 
-    async def sync_peer(self, peer: Peer) -> str:
+    async def sync_peer(self, peer: Peer, *, directory: bool = False) -> str:
         """Run the peer's machine until it says Wait; returns 'ok', 'waiting' or the error."""
         if peer.lock.locked():
             return "busy"
@@ -95,7 +102,7 @@ class SyncDriver:
             machine = peer.machine
             if not machine.in_round and self.node.now_ms() < machine.due_ms:
                 return "waiting"
-            refresh = (self.rounds - 1) % self.node.settings.sync.directory_every == 0 or not peer.etag
+            refresh = self._directory_due(peer, directory)
             try:
                 while True:
                     action = machine.next_action(self.node.now_ms())
@@ -141,7 +148,7 @@ class SyncDriver:
             if wanted:
                 objs = await self.client.fetch(peer.url, wanted)
                 result = await ingest(self.node, objs, via=peer.node)
-                self._relay_urgent(result.new_bundles, peer.node)
+                self._relay_urgent(result.new_urgent, peer.node)
                 stored.update(result.accepted, result.duplicate)
             return stored
         finally:
@@ -156,6 +163,7 @@ class SyncDriver:
 
     async def refresh_directory(self, peer: Peer) -> None:
         """Merge the peer's directory (only when its ETag changed)."""
+        peer.directory_at = self.node.now_ms()
         descriptors, etag = await self.client.directory(peer.url, peer.etag)
         if descriptors is not None:
             change = await self.node.merge_descriptors(descriptors, source=peer.node)

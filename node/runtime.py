@@ -36,7 +36,7 @@ def open_node(home: str | Path, settings: Settings | None = None) -> Node:
 def build_app(node: Node, *, scheduled: bool = True) -> web.Application:
     """The full application: federation + officer API, with the driver and scheduler as app resources."""
     sync = node.settings.sync
-    transport = HttpTransport(timeout_s=sync.request_timeout_s, ssl=_client_ssl(node.settings),
+    transport = HttpTransport(timeout_s=sync.request_timeout_s, ssl=client_ssl(node.settings),
                               keepalive_s=sync.interval_s + sync.jitter_s + 30)
     driver = SyncDriver(node, PeerClient(node.identity, transport, node.clock))
 
@@ -47,23 +47,26 @@ def build_app(node: Node, *, scheduled: bool = True) -> web.Application:
 
     app = make_app(node, extra_setup=extra)
     app[DRIVER_APP_KEY] = driver
-    app[FEDERATION_KEY].on_new_bundles.append(driver.on_pushed)
+    app[FEDERATION_KEY].on_new_urgent.append(driver.on_pushed)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await driver.load()
+        if scheduled:
+            await node.verifier.warm_up()
         scheduler = start_scheduler(node, driver) if scheduled else None
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         await driver.drain()
         await transport.close()
+        node.verifier.close()
         node.store.close()  # waits for queued writes: no half-written batch
 
     app.cleanup_ctx.append(lifecycle)
     return app
 
 
-def _client_ssl(settings: Settings) -> ssl.SSLContext | None:
+def client_ssl(settings: Settings) -> ssl.SSLContext | None:
     """Verify https:// peers against the system store, plus the operator's CA file if given."""
     if not settings.sync.ca_file:
         return None

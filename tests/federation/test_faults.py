@@ -289,19 +289,18 @@ async def test_bundle_committed_during_a_feed_read_is_not_skipped(fed, monkeypat
     assert late.id in fed.ids("Ghana")
 
 
-async def test_directory_every_round_when_configured(fed):
+async def test_directory_is_asked_for_every_directory_every_intervals(fed):
+    """Unforced rounds on a fake clock: the directory is checked once per directory_every intervals."""
     from tests.federation.harness import set_setting
 
     build_wca(fed)
     gh = fed.members["Ghana"]
-    set_setting(gh, "sync", "directory_every", 1)
+    set_setting(gh, "sync", "directory_every", 2)
+    set_setting(gh, "sync", "jitter_s", 0)
     await fed.start()
     hub = fed.members["WCA hub"]
-    assert gh.node.settings.sync.directory_every == 1
-    await fed.sync("Ghana")
-    peer = gh.driver.peers[hub.node_id]
-    peer.etag = peer.etag or (await gh.driver.client._call(hub.url, "GET", "/directory")).headers.get("Etag")
-    assert peer.etag
+    now = [gh.node.clock()]
+    gh.node.clock = lambda: now[0]
     transport = gh.driver.client.transport
     paths: list[str] = []
     real_send = transport.send
@@ -311,8 +310,14 @@ async def test_directory_every_round_when_configured(fed):
         return await real_send(base_url, method, path, query, body, headers)
 
     transport.send = send
+    asked = []
     try:
-        await fed.sync("Ghana", rounds=2)
+        for _ in range(5):
+            paths.clear()
+            await gh.driver.sync_all()
+            asked.append(paths.count("/federation/v1/directory"))
+            now[0] += gh.node.settings.sync.interval_s
     finally:
         del transport.send
-    assert paths.count("/federation/v1/directory") == 2, paths
+    assert gh.driver.peers[hub.node_id].etag
+    assert asked == [1, 0, 1, 0, 1], asked
