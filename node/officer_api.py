@@ -373,7 +373,9 @@ async def status(request: web.Request) -> web.Response:
 
 async def sync_now(request: web.Request) -> web.Response:
     require(request, "share")
-    results = await request.app[DRIVER_KEY].sync_all(force=True)
+    body = await _body(request) if request.can_read_body else {}
+    directory = isinstance(body, dict) and body.get("directory") is True
+    results = await request.app[DRIVER_KEY].sync_all(force=True, directory=directory)
     return web.json_response({"peers": results})
 
 

@@ -187,7 +187,7 @@ def status(args: Any) -> str | Any:
 
 
 def sync(args: Any) -> str | Any:
-    out = call(args, "POST", "/api/v1/sync", {})
+    out = call(args, "POST", "/api/v1/sync", {"directory": True})
     return out if args.json else "\n".join(f"{k[:12]}  {v}" for k, v in out["peers"].items()) or "no peers"
 
 

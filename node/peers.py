@@ -83,15 +83,16 @@ class SyncDriver:
         s = self.node.settings.sync
         return force or not peer.etag or self.node.now_ms() - peer.directory_at >= s.directory_every * s.interval_s * 1000
 
-    async def sync_all(self, *, force: bool = False) -> dict[str, str]:
-        """One pass over every peer whose round is due (all of them with ``force``)."""
+    async def sync_all(self, *, force: bool = False, directory: bool = False) -> dict[str, str]:
+        """One pass over every peer whose round is due (all of them with ``force``); ``directory``
+        also asks every peer for its directory now (an operator's ``cenmesh sync``)."""
         await self.node.reload_async()
         await self.load()
         self.rounds += 1
         if force:
             for p in self.peers.values():
                 p.machine.sync_now(self.node.now_ms())
-        results = await asyncio.gather(*(self.sync_peer(p, directory=force) for p in list(self.peers.values())))
+        results = await asyncio.gather(*(self.sync_peer(p, directory=directory) for p in list(self.peers.values())))
         return dict(zip(self.peers, results, strict=False))
 
     async def sync_peer(self, peer: Peer, *, directory: bool = False) -> str:
