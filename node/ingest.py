@@ -16,6 +16,7 @@ from node.context import Node
 from node.store import bundles as bundle_store
 from node.store import peers as peer_store
 from node.store import records as record_store
+from node.store import search_index
 from node.store.bundles import BundleRow
 from node.verify import Refused
 from protocol.bundle import Bundle, Payload, parse_bundle
@@ -50,6 +51,7 @@ def _store_batch(conn: Any, rows: list[BundleRow], payloads: dict[str, Payload])
         if problem:
             log.warning("bundle %s: record refused: %s", bid, problem)
             conn.execute("UPDATE bundles SET state='undecryptable', note=? WHERE id=?", ("record: " + problem[:200], bid))
+    search_index.index_payloads(conn, {bid: payloads[bid] for bid in inserted if bid in payloads})
     return inserted
 
 
