@@ -130,10 +130,17 @@ async def export(request: web.Request) -> web.StreamResponse:
     except QueryError as exc:
         return _bad(exc)
     await audit_log(request, "export", None, f"{fmt} {q.describe()}")
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return await stream_export(request, q, fmt, cap)
+
+
+async def stream_export(request: web.Request, q: SearchQuery, fmt: str, cap: int) -> web.StreamResponse:
+    """Stream the newest ``cap`` matches of ``q`` as a CSV or JSON download (API and web pages alike)."""
+    node = request.app[NODE_KEY]
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(node.clock()))
     resp = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json; charset=utf-8",
         "Content-Disposition": f'attachment; filename="cenmesh-export-{stamp}.{fmt}"',
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
     })
     await resp.prepare(request)
     count = 0
@@ -144,7 +151,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         writer.writerow([h for h, _ in CSV_COLUMNS])
     else:
         buf.write('{"query": ' + json.dumps(q.to_params(), ensure_ascii=False) + ', "records": [')
-    async for row in export_records(request.app[NODE_KEY], q, cap=cap + 1):
+    async for row in export_records(node, q, cap=cap + 1):
         if count == cap:
             capped = True
             break
@@ -153,7 +160,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         else:
             buf.write((",\n" if count else "\n") + json.dumps(row, ensure_ascii=False))
         count += 1
-        if buf.tell() > 256 * 1024:
+        if buf.tell() > 256 * 1024:  # stream in pieces: an export may hold 100,000 records
             await resp.write(buf.getvalue().encode())
             buf.seek(0)
             buf.truncate()

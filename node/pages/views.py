@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,8 +11,8 @@ from aiohttp import web
 from node.auth import audit_log
 from node.pages import charts, labels, queries
 from node.pages.session import allow, render
-from node.search import EXPORT_CAP, MAX_OFFSET, QueryError, SearchQuery, export_records, run_search
-from node.search_api import CSV_COLUMNS, csv_row
+from node.search import EXPORT_CAP, MAX_OFFSET, QueryError, SearchQuery, run_search
+from node.search_api import stream_export
 from node.server import NODE_KEY
 from node.store import peers as peer_store
 from node.store import records as record_store
@@ -135,7 +131,6 @@ async def search_page(request: web.Request) -> web.Response:
 async def export(request: web.Request) -> web.StreamResponse:
     """Every match of the search as CSV or JSON (the API's columns and format), under the web session."""
     allow(request, "export")
-    node = request.app[NODE_KEY]
     fmt = request.match_info["fmt"]
     params = {k: v for k, v in request.query.items() if k not in ("offset", "limit")}
     try:
@@ -143,39 +138,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     except QueryError as exc:
         raise web.HTTPBadRequest(text=f"The search cannot be exported: {exc}") from None
     await audit_log(request, "export", None, f"{fmt} {q.describe()} (web)")
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(node.clock()))
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="cenmesh-export-{stamp}.{fmt}"',
-        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-    })
-    await resp.prepare(request)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    if fmt == "csv":
-        writer.writerow([h for h, _ in CSV_COLUMNS])
-    else:
-        buf.write('{"query": ' + json.dumps(q.to_params(), ensure_ascii=False) + ', "records": [')
-    count = 0
-    capped = False
-    async for row in export_records(node, q, cap=EXPORT_CAP + 1):
-        if count == EXPORT_CAP:
-            capped = True
-            break
-        if fmt == "csv":
-            writer.writerow(csv_row(row))
-        else:
-            buf.write((",\n" if count else "\n") + json.dumps(row, ensure_ascii=False))
-        count += 1
-        if buf.tell() > 256 * 1024:
-            await resp.write(buf.getvalue().encode())
-            buf.seek(0)
-            buf.truncate()
-    if fmt == "json":
-        buf.write(f'\n], "count": {count}, "capped": {json.dumps(capped)}, "limit": {EXPORT_CAP}}}\n')
-    await resp.write(buf.getvalue().encode())
-    await resp.write_eof()
-    return resp
+    return await stream_export(request, q, fmt, EXPORT_CAP)
 
 
 # --- peers and health ---------------------------------------------------------------------------
