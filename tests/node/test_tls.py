@@ -64,3 +64,28 @@ async def test_sync_over_https(tmp_path):
         assert result["peers"][out["node"]] == "ok", json.dumps(result)
     finally:
         await fed.stop()
+
+
+async def test_officer_commands_reach_their_own_tls_node(tmp_path):
+    """`cenmesh status --home DIR` on a TLS node: its public URL, trusting its own certificate."""
+    import argparse
+    import asyncio
+
+    from node import officer_cli
+
+    fed = Federation(tmp_path)
+    port = free_port()
+    home = tmp_path / "hub"
+    out = admin.init(str(home), name="RILO WCA", country="CI", role="hub", regions=["WCA"],
+                     listen=f"127.0.0.1:{port}", public_url=f"https://127.0.0.1:{port}")
+    fed.members["hub"] = Member("hub", home, out["node"], f"https://127.0.0.1:{port}", out["token"], "hub", ["WCA"])
+    self_signed(home)
+    text = (home / "node.toml").read_text().replace("[server]\n", '[server]\ntls_cert = "tls.crt"\ntls_key = "tls.key"\n')
+    (home / "node.toml").write_text(text)
+    try:
+        await fed.start()
+        args = argparse.Namespace(home=str(home), url=None, token=None, json=True)
+        status = await asyncio.to_thread(officer_cli.call, args, "GET", "/api/v1/status")
+        assert status["node"] == out["node"]
+    finally:
+        await fed.stop()
