@@ -56,6 +56,7 @@ if str(ROOT) not in sys.path:
 
 import nacl
 import nacl.bindings as sodium
+from benchlib import cpu_model  # scripts/ is on the path when a script runs
 
 from crypto.envelope import open_bundle, seal_bundle, verify_bundle
 from crypto.keys import EncryptionKey, IdentityKey
@@ -357,17 +358,6 @@ def compare(
 
 
 # --- Report ---------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_table(results: list[Result]) -> None:
