@@ -177,11 +177,24 @@ class SyncDriver:
     # -- pushing -------------------------------------------------------------------------
 
     def _relay_urgent(self, bundles: Iterable[Bundle], via: str) -> None:
-        """A hub pushes urgent bundles on at once; nationals never relay."""
+        """A hub pushes urgent bundles on at once; nationals never relay.
+
+        What came from another hub goes on to our nationals only: the sending
+        hub has pushed it to its own hub peers already, and RILO hubs are meshed,
+        so passing it hub to hub again would send every other hub H-2 copies
+        (measured by scripts/simulate: 90 duplicate bodies per alert at 11 hubs).
+        """
         if self.node.is_hub:
             urgent = [b for b in bundles if b.urgent]
             if urgent:
-                self.push_soon(urgent, exclude={via})
+                exclude = {via}
+                if self._is_hub(via):
+                    exclude |= {p for p in self.peers if self._is_hub(p)}
+                self.push_soon(urgent, exclude=exclude)
+
+    def _is_hub(self, node: str) -> bool:
+        d = self.node.directory.get(node)
+        return d is not None and d.is_hub
 
     def on_pushed(self, bundles: list[Bundle], via: str) -> None:
         """Federation callback for bundles that arrived by push."""

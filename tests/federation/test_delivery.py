@@ -83,3 +83,44 @@ async def test_routine_seizure_to_a_region_arrives_by_pull(fed):
         assert shared["bundle"] not in fed.ids("China")
         status, rec = await api(gh, s, "GET", f"/api/v1/records/{made['id']}")
         assert status == 200 and rec["record"]["commodity"]["hs_code"] == "630790"
+
+
+async def test_meshed_hubs_relay_an_urgent_alert_once_each(fed):
+    """Three meshed hubs: the first hub pushes to the other two; they pass it to their nationals
+    only, not to each other again (no duplicate bodies between hubs)."""
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    fed.add("AP hub", "KR", "hub", ["AP"])
+    fed.add("WE hub", "DE", "hub", ["WE"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("China", "CN", "national", ["AP"])
+    fed.add("Belgium", "BE", "national", ["WE"])
+    fed.wire()
+    for national, hub in (("Nigeria", "WCA hub"), ("China", "AP hub"), ("Belgium", "WE hub")):
+        fed.peer(national, hub)
+    fed.peer("WCA hub", "AP hub")
+    fed.peer("WCA hub", "WE hub")
+    fed.peer("AP hub", "WE hub")
+    await fed.start()
+    hubs = {fed.members[n].node_id: n for n in ("WCA hub", "AP hub", "WE hub")}
+    sent: list[tuple[str, str]] = []
+    for name in hubs.values():
+        client = fed.members[name].driver.client
+        real_push = client.push
+
+        async def push(url, bundles, _name=name, _real=real_push):
+            sent.append((_name, url))
+            return await _real(url, bundles)
+
+        client.push = push
+    ng, cn = fed.members["Nigeria"], fed.members["China"]
+    async with aiohttp.ClientSession() as s:
+        status, made = await api(ng, s, "POST", "/api/v1/records", {"kind": "alert", "record": ALERT})
+        status, shared = await api(ng, s, "POST", f"/api/v1/records/{made['id']}/share",
+                                   {"audience": f"nodes:{cn.node_id}", "urgent": True})
+        assert status == 201, shared
+        await fed.drain()
+    assert shared["bundle"] in fed.ids("China")
+    hub_urls = {fed.members[n].url for n in hubs.values()}
+    between_hubs = sorted((src, url) for src, url in sent if url in hub_urls)
+    assert between_hubs == sorted([("WCA hub", fed.members["AP hub"].url), ("WCA hub", fed.members["WE hub"].url)])
+    assert shared["bundle"] not in fed.ids("Belgium")
