@@ -8,7 +8,6 @@ directory changes at its next sync round.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
@@ -221,7 +220,3 @@ def add_user(home: str, name: str, role: str) -> dict[str, Any]:
     finally:
         node_store.close()
     return {"name": name, "role": role, "token": token}
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False)

@@ -93,14 +93,6 @@ class KeyStore:
             out.append(EncKey(EncryptionKey(read_secret(path)).public, not_before, not_after))
         return out
 
-    def drop_keys_before(self, not_before: int) -> int:
-        """Delete retained keys older than ``not_before`` (their bundles have expired)."""
-        dropped = 0
-        for nb, path in self._enc_files()[:-1]:
-            if nb < not_before:
-                path.unlink()
-                dropped += 1
-        return dropped
 
     @property
     def descriptor_path(self) -> Path:

@@ -252,17 +252,6 @@ def decimal(*, positive: bool) -> Check:
     return check
 
 
-def parse_date(value: Any, path: str) -> datetime.date:
-    """An ISO ``YYYY-MM-DD`` string that names a real calendar day, as a date.
-
-    Raises ``InvalidRecord(path, why)``.
-    """
-    try:
-        return _date(value)
-    except Rejected as exc:
-        raise InvalidRecord(path, exc.why) from None
-
-
 def _date(value: Any) -> datetime.date:
     # Not date.fromisoformat alone: from Python 3.11 it also takes "20200324" and
     # week dates. Once the pattern holds, it reads exactly YYYY-MM-DD, in C.

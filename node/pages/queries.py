@@ -78,10 +78,3 @@ def directory_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         "SELECT node, seq, role, name, country, revoked, flagged, updated FROM directory ORDER BY name, node")]
 
 
-def local_records(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
-    """Local records never shared, newest first (id, kind, created, a few fields for the list)."""
-    rows = conn.execute(
-        "SELECT id, kind, created, json_extract(body, '$.category') AS category,"
-        " json_extract(body, '$.commodity.description') AS commodity, json_extract(body, '$.title') AS title"
-        " FROM drafts WHERE shared_bundle IS NULL ORDER BY created DESC LIMIT ?", (limit,))
-    return [dict(r) for r in rows]

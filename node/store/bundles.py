@@ -118,12 +118,6 @@ def bundles_for(conn: sqlite3.Connection, ids: Sequence[str], caller: str, *, se
     return out
 
 
-def raw_bundle(conn: sqlite3.Connection, bundle_id: str) -> bytes | None:
-    """One stored bundle's bytes."""
-    row = conn.execute("SELECT raw FROM bundles WHERE id = ?", (bundle_id,)).fetchone()
-    return bytes(row[0]) if row else None
-
-
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     """How many bundles are readable, relayed only, undecryptable."""
     return {r[0]: r[1] for r in conn.execute("SELECT state, count(*) FROM bundles GROUP BY state")}

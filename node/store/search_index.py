@@ -118,11 +118,6 @@ def lag_class(kind: str, day: str | None, created: int) -> int:
     return 0
 
 
-def lag_of(rowid: int) -> int:
-    """The lag class a rowid carries."""
-    return rowid >> 4 & 3
-
-
 def rowid_base(created: int) -> int:
     """The first rowid of the slot of records created in millisecond ``created``."""
     return min(max(created, 0), MAX_CREATED) << SLOT_BITS
