@@ -17,6 +17,7 @@ from aiohttp import web
 
 from node.context import Node
 from node.federation import PREFIX, Federation, Reply
+from node.store.db import StoreFull
 
 log = logging.getLogger("cenmesh.server")
 
@@ -50,6 +51,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason.lower().replace(" ", "-"), exc.text or exc.reason)
+    except StoreFull as exc:  # any handler's write (a draft, the audit log): the cause, not "internal"
+        log.error("store full on %s %s: %s", request.method, request.path, exc)
+        return json_error(503, "store-full", str(exc), {"Retry-After": "60"})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_error(500, "internal", "the node failed to answer; see its log")

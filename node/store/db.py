@@ -27,7 +27,20 @@ T = TypeVar("T")
 
 
 class StoreFull(Exception):
-    """The database (or the disk under it) is full; the write was rolled back."""
+    """The database (or the disk under it) is full; the write was rolled back.
+
+    The message names the file, the cause and what frees space, because it reaches the
+    officer (503 store-full) and the log as it is.
+    """
+
+
+def full_message(path: Path, max_size_mb: int | None, exc: BaseException) -> str:
+    if max_size_mb is not None:
+        return (f"database {path} is full: it reached store.max_size_mb = {max_size_mb} MB ({exc}); "
+                "nothing of this write was stored. Raise store.max_size_mb in node.toml (or remove it) "
+                "and restart the node")
+    return (f"database {path} is full: the disk under it has no space left ({exc}); nothing of this write "
+            "was stored. Free disk space; the node stores again as soon as there is room")
 
 
 def connect(path: Path | str, *, max_size_mb: int | None = None) -> sqlite3.Connection:
@@ -117,7 +130,7 @@ class Store:
                 return fn(conn, *args, **kwargs)
         except sqlite3.OperationalError as exc:
             if is_full(exc):
-                raise StoreFull(f"database {self.path} is full: {exc}") from exc
+                raise StoreFull(full_message(self.path, self.max_size_mb, exc)) from exc
             raise
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
