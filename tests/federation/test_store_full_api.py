@@ -1,0 +1,61 @@
+"""A full store answers every officer write with a clear 503 store-full, never a bare 500.
+
+Found by the chaos run: creating a record on a full node answered ``500 internal``
+(StoreFull escaped the handler). The answer must name the file, the cause and the
+setting to change, reads must keep working, and writes work again once the cap is raised.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import aiohttp
+
+from tests.federation.harness import Federation, api, make_seizure, set_setting
+
+
+def report(i: int) -> dict:
+    return make_seizure(i, narrative=(f"report {i} " + uuid.uuid4().hex * 150)[:4800])
+
+
+async def test_full_store_answers_503_naming_the_setting_and_recovers(tmp_path):
+    fed = Federation(tmp_path)
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    gh = fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.wire()
+    set_setting(gh, "store", "max_size_mb", 1)
+    try:
+        await fed.start("Ghana")
+        async with aiohttp.ClientSession() as s:
+            kept = []
+            full = None
+            for i in range(400):  # 1 MB holds far fewer than 400 reports of ~5 kB
+                status, body = await api(gh, s, "POST", "/api/v1/records", {"kind": "seizure", "record": report(i)})
+                if status != 201:
+                    full = (status, body)
+                    break
+                kept.append(body["id"])
+            assert full is not None, "a 1 MB store never filled up"
+            status, body = full
+            assert status == 503, body
+            assert body["error"] == "store-full"
+            assert str(gh.home / "node.db") in body["detail"]
+            assert "store.max_size_mb = 1 MB" in body["detail"] and "Raise store.max_size_mb" in body["detail"]
+
+            # Sharing a kept record needs room too: refused the same way, nothing half-stored.
+            status, body = await api(gh, s, "POST", f"/api/v1/records/{kept[0]}/share", {"audience": "federation"})
+            assert status == 503 and body["error"] == "store-full", body
+            # Reading still works on a full store.
+            status, body = await api(gh, s, "GET", "/api/v1/status")
+            assert status == 200 and body["bundles"] == {}, body
+        await fed.stop("Ghana")
+
+        set_setting(gh, "store", "max_size_mb", 64)  # the operator raises the cap and restarts
+        await fed.start("Ghana")
+        async with aiohttp.ClientSession() as s:
+            status, body = await api(gh, s, "POST", "/api/v1/records", {"kind": "seizure", "record": report(999)})
+            assert status == 201, body
+            status, body = await api(gh, s, "POST", f"/api/v1/records/{kept[0]}/share", {"audience": "federation"})
+            assert status == 201, body
+    finally:
+        await fed.stop()
