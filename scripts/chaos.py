@@ -123,6 +123,8 @@ class Figures:
     shared: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # bundle -> (origin key, recipients)
     share_errors: Counter[str] = field(default_factory=Counter)
     kills: int = 0
+    edits: int = 0
+    imports: int = 0
     kill_log: list[str] = field(default_factory=list)
     restarts: int = 0
     integrity_after_kill: list[str] = field(default_factory=list)
@@ -131,6 +133,7 @@ class Figures:
     recovered: bool = False
     recover_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # 4xx to requests that are valid
     internal: list[str] = field(default_factory=list)  # 5xx answers other than store-full: unclear errors
 
 
@@ -141,10 +144,10 @@ def free_port() -> int:
 
 
 def cast(n: int, root: Path) -> dict[str, Member]:
-    """``n`` nodes: one hub per seven nodes (at least two, at most five), the rest nationals."""
+    """``n`` nodes: about one hub per seven nodes (at least two, at most five), the rest nationals."""
     if n < 4:
         raise ChaosError("--nodes: at least 4 (two hubs and two administrations)")
-    hubs = min(len(HUBS), max(2, n // 7))
+    hubs = min(len(HUBS), max(2, (n + 3) // 7))
     members: list[Member] = []
     for i in range(hubs):
         region, country = HUBS[i]
@@ -250,6 +253,8 @@ class Chaos:
         self.stopping = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
         self.counter = 0
+        self.orphans: dict[str, int] = {}
+        self.mine: dict[str, list[str]] = {}  # node key -> ids of the records its officers shared
 
     # -- setting up -----------------------------------------------------------------------------
 
@@ -373,7 +378,13 @@ class Chaos:
         return "nodes:" + ",".join(x.node_id for x in self.rng.sample(others, min(len(others), self.rng.randint(1, 3))))
 
     async def officer_once(self, m: Member, *, big: bool = False) -> None:
-        """One record created and shared at ``m``, through its officer API."""
+        """One officer action at ``m`` through its officer API: mostly a record created and shared,
+        sometimes a new version of an earlier one, sometimes a CSV import shared in one go."""
+        r = self.rng.random()
+        if not big and r < 0.05:
+            return await self.import_csv(m)
+        if not big and r < 0.15 and self.mine.get(m.key):
+            return await self.edit(m, self.rng.choice(self.mine[m.key]))
         self.counter += 1
         status, made = await self.api(m, "POST", "/api/v1/records",
                                       {"kind": "seizure", "record": seizure(self.rng, self.counter, big)})
@@ -386,21 +397,61 @@ class Chaos:
                                         {"audience": spec, "urgent": urgent})
         if status == 201:
             self.fig.shared[shared["bundle"]] = (m.key, {self.key_of(r) for r in shared["recipients"]})
+            self.mine.setdefault(m.key, []).append(made["id"])
         else:
             self.note_refusal(m, "share", status, shared)
+
+    async def edit(self, m: Member, rid: str) -> None:
+        """The next version of one of ``m``'s shared records (PATCH), sent to the same audience."""
+        status, held = await self.api(m, "GET", f"/api/v1/records/{rid}")
+        if status != 200:
+            return self.note_refusal(m, "read", status, held)
+        record = dict(held["record"])
+        for drop in ("version", "id", "created", "updated"):
+            record.pop(drop, None)
+        record["narrative"] = f"{record.get('narrative', '')} / amended".strip()[:4900]
+        status, done = await self.api(m, "PATCH", f"/api/v1/records/{rid}", {"record": record})
+        if status == 200:
+            self.fig.shared[done["bundle"]] = (m.key, {self.key_of(r) for r in done["recipients"]})
+            self.fig.edits += 1
+        else:
+            self.note_refusal(m, "edit", status, done)
+
+    async def import_csv(self, m: Member) -> None:
+        """`cenmesh import --share`: 5-30 seizures kept and shared in one request (big sync batches)."""
+        rows = ["category,date,office_name,office_locode,transport_mode,detection_method,commodity_description,"
+                "quantity_amount,quantity_unit,route_departure,route_destination,narrative,tlp"]
+        for _ in range(self.rng.randint(5, 30)):
+            self.counter += 1
+            rows.append(f"drugs,2024-04-0{self.rng.randint(1, 9)},Apapa,NGAPP,sea,x-ray,cocaine bricks lot "
+                        f"{self.counter},{self.rng.randint(1, 90)},kg,BR,NG,chaos import {self.counter},AMBER")
+        spec = self.audience(m)
+        if spec.startswith("nodes:") or self.rng.random() < 0.5:
+            spec = f"region:{m.regions[0]}"
+        assert self.session is not None
+        async with self.session.post(m.url + "/api/v1/import", params={"share": spec},
+                                     data=("\n".join(rows) + "\n").encode(), timeout=aiohttp.ClientTimeout(total=30),
+                                     headers={"Authorization": f"Bearer {m.token}", "Content-Type": "text/csv"}) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 201:
+                return self.note_refusal(m, "import", resp.status, body)
+        # The origin stored them all in one transaction; their recipients are read from the stores.
+        for bid in body["shared"]["bundles"]:
+            self.fig.shared[bid] = (m.key, set())
+        self.fig.imports += 1
 
     def note_refusal(self, m: Member, what: str, status: int, body: Any) -> None:
         code = body.get("error") if isinstance(body, dict) else None
         self.fig.share_errors[f"{what} {status} {code}"] += 1
-        if status == 503 and code == "store-full":
+        if status == 503 and code in ("store-full", "imported-not-shared"):
             self.fig.full_answers.append({"node": m.key, "call": what, **body})
             if self.fig.full_refused_at is None:
                 self.fig.full_refused_at = time.monotonic()
                 self.out(f"{m.key}: {what} answered 503 {json.dumps(body)}")
         elif status >= 500:
             self.fig.internal.append(f"{m.key}: {what} answered {status} {body}")
-        else:
-            self.fig.notes.append(f"{m.key}: {what} answered {status} {body}")
+        else:  # the run's own requests are valid: any other refusal is a finding
+            self.fig.refused.append(f"{m.key}: {what} answered {status} {body}")
 
     async def officers(self) -> None:
         """Shares at ``rate`` per second from random nodes, plus the filling node's own officer."""
@@ -465,7 +516,10 @@ class Chaos:
             if self.stopping.is_set():
                 return
             # Sometimes two at once: a hub and one of its nationals, so bundles wait in two places.
-            victims = [self.rng.choice([m for m in self.m.values() if m.up and not self.busy(m)] or [None])]
+            # A third of the kills hit a hub, the relay everything goes through.
+            pool = [m for m in self.m.values() if m.up and not self.busy(m)]
+            hubs_up = [m for m in pool if m.is_hub]
+            victims = [self.rng.choice(hubs_up if hubs_up and self.rng.random() < 0.33 else pool or [None])]
             if victims[0] is not None and self.rng.random() < 0.25 and self.fig.kills + 2 <= n:
                 more = [m for m in self.m.values() if m.up and m is not victims[0] and not self.busy(m)]
                 if more:
@@ -543,6 +597,10 @@ class Chaos:
                     recips.setdefault(seq, set()).add(by_id.get(node, node))
                 d = conn.execute("SELECT (SELECT count(*) - count(DISTINCT id) FROM bundles)"
                                  " + (SELECT count(*) - count(DISTINCT id) FROM records)").fetchone()[0]
+                # Every readable bundle (all are seizures here) must have left its record version.
+                self.orphans[m.key] = conn.execute(
+                    "SELECT count(*) FROM bundles b WHERE b.state = 'readable' AND NOT EXISTS"
+                    " (SELECT 1 FROM record_versions v WHERE v.bundle_id = b.id)").fetchone()[0]
             finally:
                 conn.close()
             held[m.key] = {r[0]: r[1] for r in rows}
@@ -668,6 +726,7 @@ class Chaos:
         out_of_audience = sum(1 for m in self.m.values() if not m.is_hub
                               for bid in held[m.key] if bid in meta and m.key not in meta[bid][1])
         deliveries = sum(len(r) for _, r in meta.values())
+        orphans = sum(self.orphans.values())
         full_logged = self.full_log_lines(self.capped)
         # Clear: every refusal says store-full and names the file and the setting to change, and no
         # call at the capped node (or anywhere) failed with an unexplained 5xx instead.
@@ -678,19 +737,21 @@ class Chaos:
         recovered = self.fig.recovered and capped_missing == 0
         fig = {
             "nodes": len(self.m), "hubs": sum(m.is_hub for m in self.m.values()), "seed": self.opts.seed,
-            "bundles": len(accepted), "shared_201": len(self.fig.shared), "deliveries": deliveries,
+            "bundles": len(accepted), "shared_201": len(self.fig.shared), "edits": self.fig.edits,
+            "imports": self.fig.imports, "deliveries": deliveries,
             "kills": self.fig.kills, "restarts": self.fig.restarts,
             "disk_full_errors": len(self.fig.full_answers), "disk_full_log_lines": len(full_logged),
             "disk_full_clear": clear, "recovered": recovered,
             "lost": len(lost), "missing_deliveries": sum(len(v) for v in want.values()),
-            "unreadable": unreadable, "internal_errors": len(self.fig.internal), "out_of_audience": out_of_audience, "duplicates": sum(dups.values()),
+            "unreadable": unreadable, "internal_errors": len(self.fig.internal),
+            "refused_valid": len(self.fig.refused), "readable_without_record": orphans, "out_of_audience": out_of_audience, "duplicates": sum(dups.values()),
             "integrity_failures": len(integrity_failures) + len(self.fig.integrity_after_kill),
             "chaos_s": round(chaos_s, 1), "wall_s": round(time.monotonic() - t0, 1),
         }
         print()
         print(f"cenmesh chaos run, seed {self.opts.seed}: {fig['nodes']} real nodes ({fig['hubs']} hubs)")
-        print(f"  bundles accepted     {fig['bundles']} ({fig['shared_201']} answered 201 to an officer; "
-              f"{deliveries} recipient copies expected)")
+        print(f"  bundles accepted     {fig['bundles']} ({fig['shared_201']} answered 201 to an officer, of them "
+              f"{self.fig.edits} new versions and {self.fig.imports} CSV imports; {deliveries} recipient copies)")
         print(f"  SIGKILLs             {fig['kills']} ({', '.join(self.fig.kill_log) or 'none'}), "
               f"{fig['restarts']} restarts")
         print(f"  full disk            {fig['disk_full_errors']} '503 store-full' answers at {self.capped.key}, "
@@ -702,7 +763,7 @@ class Chaos:
         print(f"  recovered            {recovered} (after the cap was raised and the node restarted, its officer "
               f"shared again: {self.fig.recovered}; it holds all its bundles: {capped_missing == 0})")
         print(f"  lost                 {fig['lost']} bundles ({fig['missing_deliveries']} missing recipient copies)")
-        print(f"  unreadable copies    {unreadable}")
+        print(f"  unreadable copies    {unreadable} (and {orphans} readable bundles without their record)")
         print(f"  out of audience      {out_of_audience}")
         print(f"  duplicate rows       {fig['duplicates']}")
         print(f"  integrity_check      {len(self.m) - len(integrity_failures)} of {len(self.m)} stores ok at the end; "
@@ -715,7 +776,7 @@ class Chaos:
             print(f"      {k} misses {len(v)}: {sorted(v)[:3]}")
         other = {k: v for k, v in self.fig.share_errors.items()}
         print(f"  officer refusals     {other or 'none'}")
-        for note in [*self.fig.internal[:5], *self.fig.notes[:10]]:
+        for note in [*self.fig.internal[:5], *self.fig.refused[:5], *self.fig.notes[:5]]:
             print(f"      {note[:300]}")
         print(f"  time                 {fig['chaos_s']} s of chaos, {fig['wall_s']} s in all")
         return fig
@@ -724,7 +785,8 @@ class Chaos:
 def passed(fig: dict[str, Any]) -> bool:
     return (fig["lost"] == 0 and fig["out_of_audience"] == 0 and fig["duplicates"] == 0
             and fig["integrity_failures"] == 0 and fig["unreadable"] == 0 and fig["disk_full_clear"]
-            and fig["internal_errors"] == 0 and fig["disk_full_log_lines"] > 0
+            and fig["internal_errors"] == 0 and fig["disk_full_log_lines"] > 0 and fig["refused_valid"] == 0
+            and fig["readable_without_record"] == 0
             and fig["recovered"] and fig["bundles"] > 0)
 
 
