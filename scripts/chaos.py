@@ -84,6 +84,7 @@ class Options:
     rate: float = 4.0  # shares per second across the federation (the filling node's officer comes on top)
     settle: float = 180.0  # how long healing may take before what is missing counts as lost
     full_cap_mb: int = 1
+    real_disk: str = "auto"  # also fill a real (tmpfs) disk: "on", "off", or "auto" (when mount works)
     dir: str | None = None
     keep: bool = False
     quiet: bool = False
@@ -104,6 +105,11 @@ class Member:
     proc: subprocess.Popen[bytes] | None = None
     capped: bool = False  # the node whose database fills up
     up: bool = False
+    db: Path | None = None  # the database, when not HOME/node.db
+
+    @property
+    def db_path(self) -> Path:
+        return self.db or self.home / "node.db"
 
     @property
     def url(self) -> str:
@@ -129,12 +135,29 @@ class Figures:
     restarts: int = 0
     integrity_after_kill: list[str] = field(default_factory=list)
     full_answers: list[dict[str, Any]] = field(default_factory=list)  # officer and federation 503s
-    full_refused_at: float | None = None
-    recovered: bool = False
     recover_s: float | None = None
     notes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # 4xx to requests that are valid
     internal: list[str] = field(default_factory=list)  # 5xx answers other than store-full: unclear errors
+
+
+@dataclass
+class Filling:
+    """A node whose store runs out of room: ``cap`` (store.max_size_mb, i.e. PRAGMA max_page_count;
+    space returns when the operator raises it and restarts) or ``disk`` (its database on a small
+    tmpfs that really fills up, ENOSPC; space returns when a ballast file is deleted, no restart)."""
+
+    m: Member
+    how: str
+    refused_at: float | None = None
+    recovering: bool = False
+    recovered: bool = False
+    mount: Path | None = None
+
+    @property
+    def ballast(self) -> Path:
+        assert self.mount is not None
+        return self.mount / "ballast"
 
 
 def free_port() -> int:
@@ -211,7 +234,7 @@ def set_sync(m: Member) -> None:
 
 
 def db_connect(m: Member) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{m.home / 'node.db'}?mode=ro", uri=True, timeout=30)
+    conn = sqlite3.connect(f"file:{m.db_path}?mode=ro", uri=True, timeout=30)
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
@@ -247,6 +270,10 @@ class Chaos:
         nationals = [m for m in self.m.values() if not m.is_hub]
         self.capped = nationals[-1]
         self.capped.capped = True
+        self.fills = [Filling(self.capped, "cap")]
+        if opts.real_disk != "off":
+            nationals[-2].capped = True
+            self.fills.append(Filling(nationals[-2], "disk"))
         self.fig = Figures()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CENMESH_")}
         self.env["PYTHONUNBUFFERED"] = "1"
@@ -254,7 +281,8 @@ class Chaos:
         self.session: aiohttp.ClientSession | None = None
         self.counter = 0
         self.orphans: dict[str, int] = {}
-        self.mine: dict[str, list[str]] = {}  # node key -> ids of the records its officers shared
+        self.mine: dict[str, list[tuple[str, str]]] = {}  # node key -> (record id, audience) it shared
+        self.intended: dict[str, set[str]] = {}  # bundle id -> the node keys its audience names
 
     # -- setting up -----------------------------------------------------------------------------
 
@@ -279,6 +307,44 @@ class Chaos:
             admin.directory_add(str(m.home), str(endorsed))  # our own descriptor, now endorsed
             admin.directory_add(str(self.m[m.hub].home), str(endorsed))  # the rest learn it by gossip
         set_store_cap(self.capped, self.opts.full_cap_mb)
+        for f in self.fills:
+            if f.how == "disk" and not self.mount_disk(f):
+                self.fills.remove(f)
+                f.m.capped = False
+
+    def mount_disk(self, f: Filling) -> bool:
+        """Move the node's database onto its own 4 MB tmpfs (root only); False when that cannot be done."""
+        mount = self.root / f"{f.m.key}-disk"
+        mount.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            if self.opts.real_disk == "on":
+                raise ChaosError(f"--real-disk on: cannot mount a tmpfs: {done.stderr.strip()}")
+            self.out(f"no real full disk in this run (mount: {done.stderr.strip() or 'refused'}); "
+                     "only the capped database fills")
+            return False
+        f.mount = mount
+        f.m.db = mount / "node.db"
+        for name in ("node.db", "node.db-wal", "node.db-shm"):
+            if (f.m.home / name).exists():
+                shutil.move(str(f.m.home / name), str(mount / name))
+        path = f.m.home / "node.toml"
+        path.write_text(path.read_text().replace('path = "node.db"', f'path = "{mount / "node.db"}"'))
+        return True
+
+    def fill_disk(self, f: Filling) -> None:
+        """Take all but 256 kB of the tmpfs with a ballast file: the node's next writes hit ENOSPC."""
+        st = os.statvfs(f.mount or "")
+        free = st.f_bavail * st.f_frsize - 256 * 1024
+        with open(f.ballast, "wb") as fh:
+            os.posix_fallocate(fh.fileno(), 0, max(4096, free))
+
+    def unmount(self) -> None:
+        for f in self.fills:
+            if f.mount is not None:
+                subprocess.run(["umount", str(f.mount)], capture_output=True)
+                f.mount = None
 
     def start(self, m: Member) -> None:
         log = open(m.log, "ab")  # noqa: SIM115 - the child holds it; closed right after Popen
@@ -384,7 +450,7 @@ class Chaos:
         if not big and r < 0.05:
             return await self.import_csv(m)
         if not big and r < 0.15 and self.mine.get(m.key):
-            return await self.edit(m, self.rng.choice(self.mine[m.key]))
+            return await self.edit(m, *self.rng.choice(self.mine[m.key]))
         self.counter += 1
         status, made = await self.api(m, "POST", "/api/v1/records",
                                       {"kind": "seizure", "record": seizure(self.rng, self.counter, big)})
@@ -397,11 +463,22 @@ class Chaos:
                                         {"audience": spec, "urgent": urgent})
         if status == 201:
             self.fig.shared[shared["bundle"]] = (m.key, {self.key_of(r) for r in shared["recipients"]})
-            self.mine.setdefault(m.key, []).append(made["id"])
+            self.mine.setdefault(m.key, []).append((made["id"], spec))
+            self.intended[shared["bundle"]] = self.audience_keys(m, spec)
         else:
             self.note_refusal(m, "share", status, shared)
 
-    async def edit(self, m: Member, rid: str) -> None:
+    def audience_keys(self, origin: Member, spec: str) -> set[str]:
+        """Who ``spec`` names, worked out from the cast (not from any node): the origin always."""
+        if spec == "federation":
+            named = set(self.m)
+        elif spec.startswith("region:"):
+            named = {m.key for m in self.m.values() if spec.removeprefix("region:") in m.regions}
+        else:
+            named = {self.key_of(n) for n in spec.removeprefix("nodes:").split(",")}
+        return named | {origin.key}
+
+    async def edit(self, m: Member, rid: str, spec: str) -> None:
         """The next version of one of ``m``'s shared records (PATCH), sent to the same audience."""
         status, held = await self.api(m, "GET", f"/api/v1/records/{rid}")
         if status != 200:
@@ -413,6 +490,7 @@ class Chaos:
         status, done = await self.api(m, "PATCH", f"/api/v1/records/{rid}", {"record": record})
         if status == 200:
             self.fig.shared[done["bundle"]] = (m.key, {self.key_of(r) for r in done["recipients"]})
+            self.intended[done["bundle"]] = self.audience_keys(m, spec)
             self.fig.edits += 1
         else:
             self.note_refusal(m, "edit", status, done)
@@ -438,6 +516,7 @@ class Chaos:
         # The origin stored them all in one transaction; their recipients are read from the stores.
         for bid in body["shared"]["bundles"]:
             self.fig.shared[bid] = (m.key, set())
+            self.intended[bid] = self.audience_keys(m, spec)
         self.fig.imports += 1
 
     def note_refusal(self, m: Member, what: str, status: int, body: Any) -> None:
@@ -445,13 +524,17 @@ class Chaos:
         self.fig.share_errors[f"{what} {status} {code}"] += 1
         if status == 503 and code in ("store-full", "imported-not-shared"):
             self.fig.full_answers.append({"node": m.key, "call": what, **body})
-            if self.fig.full_refused_at is None:
-                self.fig.full_refused_at = time.monotonic()
+            f = self.filling(m)
+            if f is not None and f.refused_at is None:
+                f.refused_at = time.monotonic()
                 self.out(f"{m.key}: {what} answered 503 {json.dumps(body)}")
         elif status >= 500:
             self.fig.internal.append(f"{m.key}: {what} answered {status} {body}")
         else:  # the run's own requests are valid: any other refusal is a finding
             self.fig.refused.append(f"{m.key}: {what} answered {status} {body}")
+
+    def filling(self, m: Member) -> Filling | None:
+        return next((f for f in self.fills if f.m is m), None)
 
     async def officers(self) -> None:
         """Shares at ``rate`` per second from random nodes, plus the filling node's own officer."""
@@ -463,16 +546,16 @@ class Chaos:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.fig.share_errors[f"unreachable ({type(exc).__name__})"] += 1
 
-        async def fill() -> None:
-            # The capped node's officer writes long reports back to back until the store refuses
+        async def fill(f: Filling) -> None:
+            # The filling node's officer writes long reports back to back until the store refuses
             # them, then tries once a second (each refusal must be clear) until space returns.
-            while not self.stopping.is_set() and not self.fig.recovered:
-                if self.capped.up and not self.recovering:
-                    await one(self.capped, big=True)
-                if self.fig.full_refused_at is not None or not self.capped.up:
+            while not self.stopping.is_set() and not f.recovered:
+                if f.m.up and not f.recovering:
+                    await one(f.m, big=True)
+                if f.refused_at is not None or not f.m.up:
                     await asyncio.sleep(1.0)
 
-        tasks: set[asyncio.Task[None]] = {asyncio.create_task(fill()), asyncio.create_task(fill())}
+        tasks: set[asyncio.Task[None]] = {asyncio.create_task(fill(f)) for f in self.fills for _ in range(2)}
         while not self.stopping.is_set():
             m = self.rng.choice(members)
             if m.up:
@@ -534,44 +617,52 @@ class Chaos:
                 await self.restart(v)
 
     def busy(self, m: Member) -> bool:
-        return m.capped and self.recovering
+        f = self.filling(m)
+        return f is not None and f.recovering
 
-    recovering = False
-
-    async def filler(self) -> None:
-        """Wait for the capped node to refuse a write as full, then do what its operator would:
-        raise the cap and restart it, and time how long it takes to catch up."""
-        m = self.capped
+    async def filler(self, f: Filling) -> None:
+        """Wait for the filling node to refuse a write as full, leave it full for a while (its syncs
+        fail, pushes to it are refused), then give space back as its operator would."""
+        m = f.m
         deadline = self.t_start + self.opts.duration * 0.6
-        while self.fig.full_refused_at is None and time.monotonic() < self.t_start + self.opts.duration:
+        while f.refused_at is None and time.monotonic() < self.t_start + self.opts.duration:
             await asyncio.sleep(0.2)
-        if self.fig.full_refused_at is None:
+        if f.refused_at is None:
             return
-        # Stay full for a while (syncs fail, pushes are refused), then space returns.
         await asyncio.sleep(max(2.0, deadline - time.monotonic()))
-        self.recovering = True
+        f.recovering = True
         logged = self.full_log_lines(m)
         self.out(f"{m.key}: {len(logged)} 'full' lines in its log, e.g. {logged[0] if logged else '(none)'}")
-        status, body = await self.api(m, "GET", "/api/v1/status")
-        self.fig.notes.append(f"status while full: {status} {json.dumps(body)[:300]}")
         while not m.up:
             await asyncio.sleep(0.1)  # a SIGKILL just hit it; wait for the restart
-        assert m.proc is not None
-        m.up = False
-        m.proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(m.proc.wait, 30)
-        set_store_cap(m, None)
-        self.out(f"{m.key}: space returns (store.max_size_mb removed), restarting it")
+        # A crash while full: the node must start again on its full store (WAL recovery needs no room).
+        await self.kill(m)
+        self.fig.kill_log.append(f"{m.key} (while full)")
+        self.out(f"SIGKILL {m.key} while its store is full; restarting it still full")
         await self.restart(m)
-        self.recovering = False
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            status, body = await self.api(m, "GET", "/api/v1/status")
+            self.fig.notes.append(f"{m.key}: status while full: {status} {json.dumps(body)[:200]}")
+        if f.how == "cap":
+            assert m.proc is not None
+            m.up = False
+            m.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(m.proc.wait, 30)
+            set_store_cap(m, None)
+            self.out(f"{m.key}: space returns (store.max_size_mb removed), restarting it")
+            await self.restart(m)
+        else:
+            f.ballast.unlink()
+            self.out(f"{m.key}: space returns (ballast deleted from its disk); the node keeps running")
+        f.recovering = False
         # Recovered means: its officer can record and share again, and (checked when healing) it catches up.
         before = len(self.fig.shared)
-        for _ in range(3):
+        for _ in range(5):
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 await self.officer_once(m, big=True)
             if len(self.fig.shared) > before:
-                self.fig.recovered = True
-                self.out(f"{m.key}: records and shares again after the cap was raised")
+                f.recovered = True
+                self.out(f"{m.key}: records and shares again")
                 break
             await asyncio.sleep(1)
 
@@ -654,6 +745,12 @@ class Chaos:
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             await self.api(m, "POST", "/api/v1/sync", timeout=30)
 
+    async def stop_one(self, m: Member) -> None:
+        if m.proc is not None and m.proc.poll() is None:
+            m.up = False
+            m.proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(m.proc.wait, 30)
+
     async def stop_all(self) -> None:
         for m in self.m.values():
             if m.proc is not None and m.proc.poll() is None:
@@ -698,19 +795,28 @@ class Chaos:
             await self.peer_all()
             await self.wait_directory()
 
+            for f in self.fills:
+                if f.how == "disk":
+                    self.fill_disk(f)
+                    self.out(f"{f.m.key}: its database is on a 4 MB tmpfs, now filled up to 256 kB by a ballast file")
             self.t_start = time.monotonic()
             tasks = [asyncio.create_task(self.officers()), asyncio.create_task(self.killer()),
-                     asyncio.create_task(self.filler())]
+                     *(asyncio.create_task(self.filler(f)) for f in self.fills)]
             await asyncio.sleep(self.opts.duration)
             # The kills and the recovery may still be under way: let them finish, then stop the traffic.
-            await asyncio.gather(tasks[1], tasks[2])
+            await asyncio.gather(*tasks[1:])
             self.stopping.set()
             await asyncio.gather(*tasks)
             chaos_s = time.monotonic() - self.t_start
             self.out(f"chaos over after {chaos_s:.1f} s: {len(self.fig.shared)} bundles shared, "
                      f"{self.fig.kills} SIGKILLs, refusals {dict(self.fig.share_errors)}")
-            if not self.fig.recovered:
-                set_store_cap(self.capped, None)
+            for f in self.fills:  # space returns anyway before healing (the run then fails as not recovered)
+                if not f.recovered and f.how == "cap":
+                    set_store_cap(f.m, None)
+                    await self.stop_one(f.m)
+                    await self.restart(f.m)
+                elif not f.recovered and f.ballast.exists():
+                    f.ballast.unlink()
             want = await self.heal()
             _, meta, held, dups = await asyncio.to_thread(self.missing)
         await self.stop_all()
@@ -727,14 +833,17 @@ class Chaos:
                               for bid in held[m.key] if bid in meta and m.key not in meta[bid][1])
         deliveries = sum(len(r) for _, r in meta.values())
         orphans = sum(self.orphans.values())
-        full_logged = self.full_log_lines(self.capped)
-        # Clear: every refusal says store-full and names the file and the setting to change, and no
-        # call at the capped node (or anywhere) failed with an unexplained 5xx instead.
-        clear = bool(self.fig.full_answers) and not self.fig.internal and all(
-            a.get("error") == "store-full" and "is full" in str(a.get("detail", ""))
-            and "store.max_size_mb" in str(a.get("detail", "")) for a in self.fig.full_answers)
-        capped_missing = len(want.get(self.capped.key, set()))
-        recovered = self.fig.recovered and capped_missing == 0
+        # Exactly the intended recipients: the sealed recipient list is what the audience names.
+        wrong_recipients = sorted(b for b, keys in self.intended.items() if b in meta and meta[b][1] != keys)
+        full_logged = [ln for f in self.fills for ln in self.full_log_lines(f.m)]
+        # Clear: every refusal says store-full and names the file and what gives room back (the
+        # setting, or disk space), and no call anywhere failed with an unexplained 5xx instead.
+        clear = all(any(a["node"] == f.m.key for a in self.fig.full_answers) for f in self.fills) \
+            and not self.fig.internal and all(
+                a.get("error") in ("store-full", "imported-not-shared") and "is full" in str(a.get("detail", ""))
+                and ("store.max_size_mb" in str(a.get("detail", "")) or "Free disk space" in str(a.get("detail", "")))
+                for a in self.fig.full_answers)
+        recovered = all(f.recovered and not want.get(f.m.key) for f in self.fills)
         fig = {
             "nodes": len(self.m), "hubs": sum(m.is_hub for m in self.m.values()), "seed": self.opts.seed,
             "bundles": len(accepted), "shared_201": len(self.fig.shared), "edits": self.fig.edits,
@@ -742,9 +851,10 @@ class Chaos:
             "kills": self.fig.kills, "restarts": self.fig.restarts,
             "disk_full_errors": len(self.fig.full_answers), "disk_full_log_lines": len(full_logged),
             "disk_full_clear": clear, "recovered": recovered,
+            "full_nodes": {f.m.key: f.how for f in self.fills},
             "lost": len(lost), "missing_deliveries": sum(len(v) for v in want.values()),
             "unreadable": unreadable, "internal_errors": len(self.fig.internal),
-            "refused_valid": len(self.fig.refused), "readable_without_record": orphans, "out_of_audience": out_of_audience, "duplicates": sum(dups.values()),
+            "refused_valid": len(self.fig.refused), "wrong_recipients": len(wrong_recipients), "readable_without_record": orphans, "out_of_audience": out_of_audience, "duplicates": sum(dups.values()),
             "integrity_failures": len(integrity_failures) + len(self.fig.integrity_after_kill),
             "chaos_s": round(chaos_s, 1), "wall_s": round(time.monotonic() - t0, 1),
         }
@@ -754,17 +864,24 @@ class Chaos:
               f"{self.fig.edits} new versions and {self.fig.imports} CSV imports; {deliveries} recipient copies)")
         print(f"  SIGKILLs             {fig['kills']} ({', '.join(self.fig.kill_log) or 'none'}), "
               f"{fig['restarts']} restarts")
-        print(f"  full disk            {fig['disk_full_errors']} '503 store-full' answers at {self.capped.key}, "
-              f"{len(full_logged)} log lines naming it; clear: {clear}")
-        if self.fig.full_answers:
-            print(f"      e.g. {json.dumps(self.fig.full_answers[0])}")
-        if full_logged:
-            print(f"      log: {full_logged[0][:200]}")
-        print(f"  recovered            {recovered} (after the cap was raised and the node restarted, its officer "
-              f"shared again: {self.fig.recovered}; it holds all its bundles: {capped_missing == 0})")
+        for f in self.fills:
+            answers = [a for a in self.fig.full_answers if a["node"] == f.m.key]
+            logged = self.full_log_lines(f.m)
+            what = "store.max_size_mb" if f.how == "cap" else "a real full disk (4 MB tmpfs)"
+            print(f"  full disk            {f.m.key}, {what}: {len(answers)} '503 store-full' answers, "
+                  f"{len(logged)} log lines naming it; recovered: {f.recovered and not want.get(f.m.key)}")
+            if answers:
+                print(f"      e.g. {json.dumps(answers[0])[:400]}")
+            if logged:
+                print(f"      log: {logged[0][:300]}")
+        print(f"  full disk clear      {clear}")
+        print(f"  recovered            {recovered} (once space returned, each full node's officer shared again and the "
+              f"node caught up)")
         print(f"  lost                 {fig['lost']} bundles ({fig['missing_deliveries']} missing recipient copies)")
         print(f"  unreadable copies    {unreadable} (and {orphans} readable bundles without their record)")
-        print(f"  out of audience      {out_of_audience}")
+        print(f"  out of audience      {out_of_audience} national copies outside a bundle's recipients; "
+              f"{len(wrong_recipients)} of {len(self.intended)} bundles sealed to other recipients than their "
+              f"audience names {wrong_recipients[:3]}")
         print(f"  duplicate rows       {fig['duplicates']}")
         print(f"  integrity_check      {len(self.m) - len(integrity_failures)} of {len(self.m)} stores ok at the end; "
               f"{fig['kills'] - len(self.fig.integrity_after_kill)} of {fig['kills']} ok right after SIGKILL")
@@ -786,7 +903,7 @@ def passed(fig: dict[str, Any]) -> bool:
     return (fig["lost"] == 0 and fig["out_of_audience"] == 0 and fig["duplicates"] == 0
             and fig["integrity_failures"] == 0 and fig["unreadable"] == 0 and fig["disk_full_clear"]
             and fig["internal_errors"] == 0 and fig["disk_full_log_lines"] > 0 and fig["refused_valid"] == 0
-            and fig["readable_without_record"] == 0
+            and fig["readable_without_record"] == 0 and fig["wrong_recipients"] == 0
             and fig["recovered"] and fig["bundles"] > 0)
 
 
@@ -806,6 +923,7 @@ def run(opts: Options) -> dict[str, Any]:
         return asyncio.run(chaos.run())
     finally:
         chaos.kill_all_now()
+        chaos.unmount()
         if made and not opts.keep:
             shutil.rmtree(root, ignore_errors=True)
         elif not opts.quiet:
@@ -823,6 +941,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=d.rate, help=f"shares per second across the federation (default {d.rate})")
     p.add_argument("--settle", type=float, default=d.settle, help=f"seconds healing may take (default {d.settle:.0f})")
     p.add_argument("--full-cap-mb", type=int, default=d.full_cap_mb, help="database cap of the node that fills up")
+    p.add_argument("--real-disk", choices=("auto", "on", "off"), default="auto",
+                   help="also put one node's database on a 4 MB tmpfs and fill it (needs root; auto: when mount works)")
     p.add_argument("--dir", help="folder for the nodes (default: a temporary folder, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder and the nodes' logs")
     p.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
@@ -830,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.kills < 0 or a.duration <= 0 or a.rate <= 0:
         p.error("--kills must be >= 0, --duration and --rate > 0")
     opts = Options(nodes=a.nodes, kills=a.kills, duration=a.duration, seed=a.seed, rate=a.rate, settle=a.settle,
-                   full_cap_mb=a.full_cap_mb, dir=a.dir, keep=a.keep, quiet=a.quiet)
+                   full_cap_mb=a.full_cap_mb, real_disk=a.real_disk, dir=a.dir, keep=a.keep, quiet=a.quiet)
     try:
         fig = run(opts)
     except ChaosError as exc:
