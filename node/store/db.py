@@ -43,6 +43,16 @@ def full_message(path: Path, max_size_mb: int | None, exc: BaseException) -> str
             "was stored. Free disk space; the node stores again as soon as there is room")
 
 
+# The WAL keeps every version of every page written since the last checkpoint, so it can take
+# twice the room of the data it holds. SQLite's default (checkpoint at 1000 pages, ~4 MB, and
+# the file never shrinks) wedged a node on a nearly full disk for good: scripts/chaos found 1.8 MB
+# of data in a 3.9 MB WAL that filled the disk before reaching the threshold, so no checkpoint
+# could ever run. Checkpointing every 1 MB, and cutting the file back to 1 MB when the WAL
+# restarts, keeps that overhead small.
+WAL_CHECKPOINT_PAGES = 256
+WAL_KEEP_BYTES = 1024 * 1024
+
+
 def connect(path: Path | str, *, max_size_mb: int | None = None) -> sqlite3.Connection:
     """A connection with the node's pragmas; migrations applied."""
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
@@ -51,6 +61,8 @@ def connect(path: Path | str, *, max_size_mb: int | None = None) -> sqlite3.Conn
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
     if max_size_mb is not None:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count={max(16, max_size_mb * 1024 * 1024 // page_size)}")
@@ -130,8 +142,16 @@ class Store:
                 return fn(conn, *args, **kwargs)
         except sqlite3.OperationalError as exc:
             if is_full(exc):
+                self._reclaim_wal()
                 raise StoreFull(full_message(self.path, self.max_size_mb, exc)) from exc
             raise
+
+    def _reclaim_wal(self) -> None:
+        """After a full-disk error, move what the WAL holds into the database where it fits, so the
+        WAL's room is reused by the next write instead of waiting for a threshold it cannot reach.
+        PASSIVE never waits for readers; failing (no room for that either) changes nothing."""
+        with contextlib.suppress(sqlite3.Error):
+            self._write_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` in one transaction on the writer thread."""
