@@ -6,12 +6,19 @@ The federation is made with the same functions ``cenmesh init``, ``trust``,
 and customs administrations in their regions, each peered with its region's
 hub (some with a second hub too). Every node syncs every two seconds.
 
-While officers create and share seizures through each node's officer API
-(bearer token), the run SIGKILLs random nodes and restarts them on the same
-folder, and one node's database is capped (``store.max_size_mb``, i.e. SQLite's
-``PRAGMA max_page_count``) so that it fills up: the node must answer
-``503 store-full`` naming the cause, log it, and catch up once the operator
-raises the cap and restarts it.
+While officers create, edit, import and share seizures through each node's
+officer API (bearer token), the run SIGKILLs random nodes (a third of the time
+a hub) and restarts them on the same folder. Two nodes run out of room:
+
+* one database is capped (``store.max_size_mb``, i.e. SQLite's
+  ``PRAGMA max_page_count``); space returns when the operator raises the cap
+  and restarts the node;
+* when the run may mount (root), another node's database lives on a 4 MB
+  tmpfs that a ballast file fills (a real ENOSPC); space returns when the
+  ballast is deleted, and the node must store again without a restart.
+
+Each must answer ``503 store-full`` naming the file and the remedy, log it,
+survive a SIGKILL while full, and catch up once space returns.
 
 Then everything heals (every node up, no cap, no more kills) and the run checks:
 
@@ -36,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import random
@@ -128,7 +136,8 @@ class Member:
 class Figures:
     shared: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # bundle -> (origin key, recipients)
     share_errors: Counter[str] = field(default_factory=Counter)
-    kills: int = 0
+    kills: int = 0  # every SIGKILL: the random ones and one per full node while it is full
+    random_kills: int = 0
     edits: int = 0
     imports: int = 0
     kill_log: list[str] = field(default_factory=list)
@@ -589,7 +598,7 @@ class Chaos:
             return
         slot = self.opts.duration / (n + 1)
         for i in range(n):
-            if self.fig.kills >= n:
+            if self.fig.random_kills >= n:
                 return
             at = slot * (i + 1) + self.rng.uniform(-slot / 3, slot / 3)
             delay = self.t_start + at - time.monotonic()
@@ -603,15 +612,16 @@ class Chaos:
             pool = [m for m in self.m.values() if m.up and not self.busy(m)]
             hubs_up = [m for m in pool if m.is_hub]
             victims = [self.rng.choice(hubs_up if hubs_up and self.rng.random() < 0.33 else pool or [None])]
-            if victims[0] is not None and self.rng.random() < 0.25 and self.fig.kills + 2 <= n:
+            if victims[0] is not None and self.rng.random() < 0.25 and self.fig.random_kills + 2 <= n:
                 more = [m for m in self.m.values() if m.up and m is not victims[0] and not self.busy(m)]
                 if more:
                     victims.append(self.rng.choice(more))
             victims = [v for v in victims if v is not None]
             for v in victims:
                 await self.kill(v)
+                self.fig.random_kills += 1
             self.fig.kill_log.append("+".join(v.key for v in victims))
-            self.out(f"SIGKILL {' and '.join(v.key for v in victims)} (kill {self.fig.kills} of {n})")
+            self.out(f"SIGKILL {' and '.join(v.key for v in victims)} (kill {self.fig.random_kills} of {n})")
             await asyncio.sleep(self.rng.uniform(0.2, 3.0))
             for v in victims:
                 await self.restart(v)
@@ -848,7 +858,7 @@ class Chaos:
             "nodes": len(self.m), "hubs": sum(m.is_hub for m in self.m.values()), "seed": self.opts.seed,
             "bundles": len(accepted), "shared_201": len(self.fig.shared), "edits": self.fig.edits,
             "imports": self.fig.imports, "deliveries": deliveries,
-            "kills": self.fig.kills, "restarts": self.fig.restarts,
+            "kills": self.fig.kills, "random_kills": self.fig.random_kills, "restarts": self.fig.restarts,
             "disk_full_errors": len(self.fig.full_answers), "disk_full_log_lines": len(full_logged),
             "disk_full_clear": clear, "recovered": recovered,
             "full_nodes": {f.m.key: f.how for f in self.fills},
@@ -862,7 +872,7 @@ class Chaos:
         print(f"cenmesh chaos run, seed {self.opts.seed}: {fig['nodes']} real nodes ({fig['hubs']} hubs)")
         print(f"  bundles accepted     {fig['bundles']} ({fig['shared_201']} answered 201 to an officer, of them "
               f"{self.fig.edits} new versions and {self.fig.imports} CSV imports; {deliveries} recipient copies)")
-        print(f"  SIGKILLs             {fig['kills']} ({', '.join(self.fig.kill_log) or 'none'}), "
+        print(f"  SIGKILLs             {fig['kills']}, {fig['random_kills']} of them at random ({', '.join(self.fig.kill_log) or 'none'}), "
               f"{fig['restarts']} restarts")
         for f in self.fills:
             answers = [a for a in self.fig.full_answers if a["node"] == f.m.key]
@@ -907,6 +917,21 @@ def passed(fig: dict[str, Any]) -> bool:
             and fig["recovered"] and fig["bundles"] > 0)
 
 
+_locks: list[Any] = []
+
+
+def lock(path: Path) -> bool:
+    """Take an exclusive lock on ``path`` for the rest of this process; False when another has it."""
+    fh = open(path, "a")  # noqa: SIM115 - held open on purpose: the lock lives as long as the file
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        return False
+    _locks.append(fh)
+    return True
+
+
 def run(opts: Options) -> dict[str, Any]:
     """Run the chaos once; returns the figures (the JSON line)."""
     made = opts.dir is None
@@ -915,13 +940,17 @@ def run(opts: Options) -> dict[str, Any]:
         if root.exists():
             if any(root.iterdir()) and not (root / ".cenmesh-chaos").exists():
                 raise ChaosError(f"{root} exists and was not made by the chaos run; refusing to delete it")
+            if (root / ".cenmesh-chaos").exists() and not lock(root / ".cenmesh-chaos"):
+                raise ChaosError(f"another chaos run is using {root}; wait for it or choose another --dir")
             shutil.rmtree(root)
         root.mkdir(parents=True)
     (root / ".cenmesh-chaos").write_text("made by scripts/chaos.py\n")
+    held = lock(root / ".cenmesh-chaos")  # kept until this process exits
     chaos = Chaos(opts, root, Out(opts.quiet))
     try:
         return asyncio.run(chaos.run())
     finally:
+        assert held
         chaos.kill_all_now()
         chaos.unmount()
         if made and not opts.keep:

@@ -143,8 +143,19 @@ class Store:
         except sqlite3.OperationalError as exc:
             if is_full(exc):
                 self._reclaim_wal()
-                raise StoreFull(full_message(self.path, self.max_size_mb, exc)) from exc
+                raise StoreFull(full_message(self.path, self.max_size_mb if self._at_cap() else None, exc)) from exc
             raise
+
+    def _at_cap(self) -> bool:
+        """Whether store.max_size_mb refused the write, rather than the disk itself: SQLite says
+        SQLITE_FULL for both, so ask the file system whether it still has room."""
+        if self.max_size_mb is None:
+            return False
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return True
+        return st.f_bavail * st.f_frsize >= WAL_KEEP_BYTES
 
     def _reclaim_wal(self) -> None:
         """After a full-disk error, move what the WAL holds into the database where it fits, so the
