@@ -13,8 +13,8 @@ a hub) and restarts them on the same folder. Two nodes run out of room:
 * one database is capped (``store.max_size_mb``, i.e. SQLite's
   ``PRAGMA max_page_count``); space returns when the operator raises the cap
   and restarts the node;
-* when the run may mount (root), another node's database lives on a 4 MB
-  tmpfs that a ballast file fills (a real ENOSPC); space returns when the
+* when the run may mount (root), another node's database lives on a small
+  tmpfs (``--disk-mb``, 32 MB) that a ballast file fills (a real ENOSPC); space returns when the
   ballast is deleted, and the node must store again without a restart.
 
 Each must answer ``503 store-full`` naming the file and the remedy, log it,
@@ -92,6 +92,7 @@ class Options:
     rate: float = 4.0  # shares per second across the federation (the filling node's officer comes on top)
     settle: float = 180.0  # how long healing may take before what is missing counts as lost
     full_cap_mb: int = 1
+    disk_mb: int = 32  # the tmpfs: room for what the node must catch up on once the ballast goes
     real_disk: str = "auto"  # also fill a real (tmpfs) disk: "on", "off", or "auto" (when mount works)
     dir: str | None = None
     keep: bool = False
@@ -290,6 +291,7 @@ class Chaos:
         self.session: aiohttp.ClientSession | None = None
         self.counter = 0
         self.orphans: dict[str, int] = {}
+        self.room: dict[str, str] = {}
         self.mine: dict[str, list[tuple[str, str]]] = {}  # node key -> (record id, audience) it shared
         self.intended: dict[str, set[str]] = {}  # bundle id -> the node keys its audience names
 
@@ -322,10 +324,10 @@ class Chaos:
                 f.m.capped = False
 
     def mount_disk(self, f: Filling) -> bool:
-        """Move the node's database onto its own 4 MB tmpfs (root only); False when that cannot be done."""
+        """Move the node's database onto its own small tmpfs (root only); False when that cannot be done."""
         mount = self.root / f"{f.m.key}-disk"
         mount.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.opts.disk_mb}m,mode=0700", "tmpfs", str(mount)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             if self.opts.real_disk == "on":
@@ -808,7 +810,7 @@ class Chaos:
             for f in self.fills:
                 if f.how == "disk":
                     self.fill_disk(f)
-                    self.out(f"{f.m.key}: its database is on a 4 MB tmpfs, now filled up to 256 kB by a ballast file")
+                    self.out(f"{f.m.key}: its database is on a {self.opts.disk_mb} MB tmpfs, now filled up to 256 kB by a ballast file")
             self.t_start = time.monotonic()
             tasks = [asyncio.create_task(self.officers()), asyncio.create_task(self.killer()),
                      *(asyncio.create_task(self.filler(f)) for f in self.fills)]
@@ -830,6 +832,12 @@ class Chaos:
             want = await self.heal()
             _, meta, held, dups = await asyncio.to_thread(self.missing)
         await self.stop_all()
+        for f in self.fills:  # how much room each full node's store takes, to tell "full again" from a bug
+            sizes = {n: (f.m.db_path.parent / n).stat().st_size for n in ("node.db", "node.db-wal")
+                     if (f.m.db_path.parent / n).exists()}
+            free = f", {os.statvfs(f.mount).f_bavail * os.statvfs(f.mount).f_frsize / 1e6:.1f} MB free" if f.mount else ""
+            self.room[f.m.key] = (f"database {sizes.get('node.db', 0) / 1e6:.1f} MB, WAL "
+                                  f"{sizes.get('node.db-wal', 0) / 1e6:.1f} MB{free}")
         integrity_failures = {m.key: v for m in self.m.values() if (v := integrity(m)) != "ok"}
         return self.summary(t0, chaos_s, want, meta, held, dups, integrity_failures)
 
@@ -877,13 +885,14 @@ class Chaos:
         for f in self.fills:
             answers = [a for a in self.fig.full_answers if a["node"] == f.m.key]
             logged = self.full_log_lines(f.m)
-            what = "store.max_size_mb" if f.how == "cap" else "a real full disk (4 MB tmpfs)"
+            what = "store.max_size_mb" if f.how == "cap" else f"a real full disk ({self.opts.disk_mb} MB tmpfs)"
             print(f"  full disk            {f.m.key}, {what}: {len(answers)} '503 store-full' answers, "
                   f"{len(logged)} log lines naming it; recovered: {f.recovered and not want.get(f.m.key)}")
             if answers:
                 print(f"      e.g. {json.dumps(answers[0])[:400]}")
             if logged:
                 print(f"      log: {logged[0][:300]}")
+            print(f"      at the end: {self.room.get(f.m.key, '?')}")
         print(f"  full disk clear      {clear}")
         print(f"  recovered            {recovered} (once space returned, each full node's officer shared again and the "
               f"node caught up)")
@@ -970,6 +979,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=d.rate, help=f"shares per second across the federation (default {d.rate})")
     p.add_argument("--settle", type=float, default=d.settle, help=f"seconds healing may take (default {d.settle:.0f})")
     p.add_argument("--full-cap-mb", type=int, default=d.full_cap_mb, help="database cap of the node that fills up")
+    p.add_argument("--disk-mb", type=int, default=d.disk_mb,
+                   help=f"size of the tmpfs that fills up (default {d.disk_mb}); it must hold what the node catches up on")
     p.add_argument("--real-disk", choices=("auto", "on", "off"), default="auto",
                    help="also put one node's database on a 4 MB tmpfs and fill it (needs root; auto: when mount works)")
     p.add_argument("--dir", help="folder for the nodes (default: a temporary folder, removed afterwards)")
@@ -979,7 +990,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.kills < 0 or a.duration <= 0 or a.rate <= 0:
         p.error("--kills must be >= 0, --duration and --rate > 0")
     opts = Options(nodes=a.nodes, kills=a.kills, duration=a.duration, seed=a.seed, rate=a.rate, settle=a.settle,
-                   full_cap_mb=a.full_cap_mb, real_disk=a.real_disk, dir=a.dir, keep=a.keep, quiet=a.quiet)
+                   full_cap_mb=a.full_cap_mb, disk_mb=a.disk_mb, real_disk=a.real_disk, dir=a.dir, keep=a.keep, quiet=a.quiet)
     try:
         fig = run(opts)
     except ChaosError as exc:
