@@ -654,7 +654,7 @@ class Chaos:
         await self.restart(m)
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             status, body = await self.api(m, "GET", "/api/v1/status")
-            self.fig.notes.append(f"{m.key}: status while full: {status} {json.dumps(body)[:200]}")
+            self.fig.notes.append(f"{m.key}: status after a restart while still full: {status} {json.dumps(body)[:200]}")
         if f.how == "cap":
             assert m.proc is not None
             m.up = False
