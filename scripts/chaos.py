@@ -880,6 +880,9 @@ class Chaos:
         print(f"cenmesh chaos run, seed {self.opts.seed}: {fig['nodes']} real nodes ({fig['hubs']} hubs)")
         print(f"  bundles accepted     {fig['bundles']} ({fig['shared_201']} answered 201 to an officer, of them "
               f"{self.fig.edits} new versions and {self.fig.imports} CSV imports; {deliveries} recipient copies)")
+        unanswered = Counter(meta[b][0] for b in meta if b not in self.fig.shared)
+        if unanswered:  # a kill cut the answer off, or a later write of the request (audit) found the store full
+            print(f"      stored but not answered 201: {dict(unanswered)}")
         print(f"  SIGKILLs             {fig['kills']}, {fig['random_kills']} of them at random ({', '.join(self.fig.kill_log) or 'none'}), "
               f"{fig['restarts']} restarts")
         for f in self.fills:
