@@ -799,13 +799,21 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             print(f"{cls:<8} {phase:<6} {s['requests']:>8} {s['requests'] / span:>6.1f} {s['p50_ms']:>8.1f}"
                   f" {s['p95_ms']:>8.1f} {s['max_ms']:>8.1f} {s['errors']:>7}"
                   + (f"  {s['errors_by_status']}" if s["errors"] else ""))
-    print(f"sync requests by route: {sync_all['by_route']}")
-    print(f"officer requests by kind: {officer_all['by_route']}")
+    for cls, label in (("sync", "sync route"), ("officer", "officer kind")):
+        parts = []
+        for what in sorted({s.what for s in rec.samples if s.cls == cls}):
+            ms = [s.ms for s in rec.samples if s.cls == cls and s.what == what and s.status.isdigit()]
+            if ms:
+                parts.append(f"{what} {len(ms)} p50 {percentile(ms, 50):.0f} p95 {percentile(ms, 95):.0f}")
+        print(f"by {label} (whole run, ms): " + "; ".join(parts))
     print(f"peers: {counts['rounds']} rounds, {counts['feed_items']} feed items, {counts['fetched']} bundles fetched,"
           f" {counts['pushed']} pushed, {counts['failed_rounds']} failed rounds; 429s to well-behaved peers: {throttled}")
     print(f"node memory: rss at start {mb(rss_start[1])} MB, peak {mb(peak_tree)} MB (main process + verifier"
           f" workers, sampled every {SAMPLE_EVERY_S} s); main process VmHWM {mb(hwm_main)} MB before the flood,"
           f" {mb(hwm)} MB at the end")
+    if memory:
+        marks = [memory[min(len(memory) - 1, round(i * (len(memory) - 1) / 8))] for i in range(9)]
+        print("node rss over the run (MB): " + ", ".join(f"{m.t - t_start:.0f} s {mb(m.tree_kb):.0f}" for m in marks))
     print(f"node cpu: {cpu_main:.1f} s in the {main_wall:.0f} s main phase ({cpu_main / main_wall:.0%} of one core),"
           f" {cpu_total:.1f} s in all; load generator (this process): "
           f"{me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime:.1f} s, flood process {flood['cpu_s']:.1f} s;"
