@@ -814,13 +814,16 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     if memory:
         marks = [memory[min(len(memory) - 1, round(i * (len(memory) - 1) / 8))] for i in range(9)]
         print("node rss over the run (MB): " + ", ".join(f"{m.t - t_start:.0f} s {mb(m.tree_kb):.0f}" for m in marks))
-    print(f"node cpu: {cpu_main:.1f} s in the {main_wall:.0f} s main phase ({cpu_main / main_wall:.0%} of one core),"
+    main_requests = len(main)
+    print(f"node cpu: {cpu_main:.1f} s in the {main_wall:.0f} s main phase ({cpu_main / main_wall:.0%} of one core,"
+          f" {1000 * cpu_main / max(1, main_requests):.1f} ms per well-behaved request),"
           f" {cpu_total:.1f} s in all; load generator (this process): "
           f"{me1.ru_utime + me1.ru_stime - me0.ru_utime - me0.ru_stime:.1f} s, flood process {flood['cpu_s']:.1f} s;"
           f" {os.cpu_count()} cores, shared")
     print(f"flood: {flood['sent']} requests ({flood['bytes_sent'] / 1e6:.0f} MB) in {flood_s:.1f} s;"
-          f" rss at its start {mb(flood_rss_start[1])} MB, peak {mb(flood_peak_tree)} MB"
-          f" (main {mb(flood_peak_main)} MB), end {mb(rss_end[1])} MB;"
+          f" rss at its start {mb(flood_rss_start[1])} MB (main process {mb(flood_rss_start[0])} MB),"
+          f" peak {mb(flood_peak_tree)} MB (main {mb(flood_peak_main)} MB),"
+          f" end {mb(rss_end[1])} MB (main {mb(rss_end[0])} MB);"
           f" growth {mb(flood_peak_tree - flood_rss_start[1])} MB")
     for name in sorted(flood["answers"]):
         flag = f"  UNEXPECTED {flood['unexpected'][name]}" if flood["unexpected"].get(name) else ""
@@ -839,10 +842,12 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "throttled_peers_429": throttled, "flood_unexpected": unexpected,
         "peak_rss_mb": mb(peak_tree), "peak_main_hwm_mb": mb(hwm), "start_rss_mb": mb(rss_start[1]),
         "node_cpu_s": round(cpu_total, 1), "node_cpu_share_main": round(cpu_main / main_wall, 2),
+        "node_cpu_ms_per_request_main": round(1000 * cpu_main / max(1, len(main)), 2),
         "flood_requests": flood["sent"], "flood_mb_sent": round(flood["bytes_sent"] / 1e6),
         "flood_answers": flood["answers"],
         "flood_rss_start_mb": mb(flood_rss_start[1]), "flood_rss_peak_mb": mb(flood_peak_tree),
         "flood_rss_end_mb": mb(rss_end[1]), "flood_rss_growth_mb": mb(flood_peak_tree - flood_rss_start[1]),
+        "flood_main_rss_growth_mb": mb(flood_peak_main - flood_rss_start[0]),
         "pushed": counts["pushed"], "fetched": counts["fetched"], "rounds": counts["rounds"],
         "node_alive": alive,
         "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
