@@ -109,8 +109,9 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     if any(name not in request.headers for name in SIGNATURE_HEADERS):
         return json_error(401, "bad-signature", "missing")  # what verify_request answers, without the read
     gzipped = request.headers.get("Content-Encoding", "identity").lower() == "gzip"
-    size = length if length is not None else (limit if request.body_exists else 0)  # chunked: assume the worst
-    async with request.app[BUDGET_KEY].hold(0 if size <= SMALL_BODY and not gzipped else limit):
+    # A gzip body may inflate to the limit, and a chunked one may be as long: both count as the limit.
+    size = limit if gzipped or (length is None and request.body_exists) else (length or 0)
+    async with request.app[BUDGET_KEY].hold(0 if size <= SMALL_BODY and not gzipped else size):
         return await _authenticated(request, handler, limit)
 
 
