@@ -8,6 +8,7 @@ a simulation exercises exactly the code a real deployment runs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
@@ -29,6 +30,15 @@ log = logging.getLogger("cenmesh.federation")
 
 PREFIX = "/federation/v1"
 MAX_AGE_S = 300
+# A fetch names at most 1000 ids of 43 characters: its body is never larger than this.
+MAX_FETCH_BODY = 1000 * 46 + 64
+# The densest part of a real push is a recipient entry, {"node":"<25>","wrap":"<107>"}: about
+# 50 bytes per JSON value, and a whole bundle has more. A body with a value every few bytes
+# ({},{},... or [[[[...) is an attack on the parser: 8 MB of it would take seconds and hundreds
+# of MB to parse. Counting "{", "[" and "," bounds the values before anything is parsed.
+MIN_BYTES_PER_VALUE = 16
+# Bodies larger than this are parsed in a thread, so the event loop keeps answering meanwhile.
+PARSE_IN_THREAD = 256 * 1024
 
 
 @dataclass
@@ -89,6 +99,22 @@ class RateLimiter:
             return 0.0
         self._buckets[peer] = (tokens, now_s)
         return (1 - tokens) / self.rate
+
+
+def parse_bounded(body: bytes) -> Any:
+    """A request body's JSON, refused (MalformedJSON) before parsing when it holds far more values
+    than a real request of its size could."""
+    values = body.count(b"{") + body.count(b"[") + body.count(b",")
+    if values > 64 + len(body) // MIN_BYTES_PER_VALUE:
+        raise MalformedJSON(f"{values} JSON values in {len(body)} bytes: more than a federation request holds")
+    return parse_json(body)
+
+
+async def parse_body(body: bytes) -> Any:
+    """``parse_bounded``, in a thread for large bodies."""
+    if len(body) > PARSE_IN_THREAD:
+        return await asyncio.to_thread(parse_bounded, body)
+    return parse_bounded(body)
 
 
 class Federation:
@@ -167,13 +193,15 @@ class Federation:
         return reply(200, page)
 
     async def _fetch(self, caller: str, body: bytes) -> Reply:
-        req = FetchRequest.from_json(parse_json(body))
+        if len(body) > MAX_FETCH_BODY:
+            return error(413, "too-large", f"a fetch body is at most {MAX_FETCH_BODY} bytes (1000 ids)")
+        req = FetchRequest.from_json(await parse_body(body))
         raws = await self.node.store.read(bundle_store.bundles_for, list(req.ids), caller, sees_all=self.sees_all(caller))
         # Stored bytes are canonical already: splice them instead of parsing and re-encoding.
         return Reply(200, b'{"bundles":[' + b",".join(raws) + b"]}")
 
     async def _push(self, caller: str, body: bytes) -> Reply:
-        req = PushRequest.from_json(parse_json(body))
+        req = PushRequest.from_json(await parse_body(body))
         result = await ingest(self.node, list(req.bundles), via=caller)
         if result.new_urgent:
             for callback in self.on_new_urgent:

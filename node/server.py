@@ -8,10 +8,12 @@ PROTOCOL.md section 6 in one place.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
@@ -25,6 +27,44 @@ NODE_KEY = web.AppKey("node", Node)
 FEDERATION_KEY = web.AppKey("federation", Federation)
 CALLER_KEY = web.RequestKey("caller", str)
 BODY_KEY = web.RequestKey("body", bytes)
+
+# Bodies up to this size are read without asking the budget: a sync peer's feed, fetch and push
+# requests are this small, so a flood of large bodies never makes them wait.
+SMALL_BODY = 256 * 1024
+# How many maximum-size bodies the node holds at once (read, inflated, parsed); more wait their turn.
+BUDGET_BODIES = 4
+SIGNATURE_HEADERS = ("Signature-Input", "Signature", "Content-Digest")
+
+
+class BodyBudget:
+    """Bytes of large federation request bodies held at once; a request waits until its share is free.
+
+    Without it, every connection may make the node buffer ``max_body_bytes``
+    (and inflate and parse it) at the same time: memory would grow with the
+    number of connections a flooder opens. Waiting requests hold a socket, not
+    memory: TCP holds their bytes back at the sender.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.limit)
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self.used -= size
+                self._cond.notify_all()
+
+
+BUDGET_KEY = web.AppKey("body-budget", BodyBudget)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,6 +104,22 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     """Authenticate every federation request except GET /descriptor, before its handler."""
     if not request.path.startswith(PREFIX + "/") or (request.method == "GET" and request.path == PREFIX + "/descriptor"):
         return await handler(request)
+    # Refusals that need no body come before reading it: a flood of large unsigned or oversized
+    # bodies then costs the node neither their bytes nor the time to read them.
+    limit = request.app[NODE_KEY].settings.server.max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        return json_error(413, "too-large", "request body is larger than this node accepts")
+    if any(name not in request.headers for name in SIGNATURE_HEADERS):
+        return json_error(401, "bad-signature", "missing")  # what verify_request answers, without the read
+    gzipped = request.headers.get("Content-Encoding", "identity").lower() == "gzip"
+    # A gzip body may inflate to the limit, and a chunked one may be as long: both count as the limit.
+    size = limit if gzipped or (length is None and request.body_exists) else (length or 0)
+    async with request.app[BUDGET_KEY].hold(0 if size <= SMALL_BODY and not gzipped else size):
+        return await _authenticated(request, handler, limit)
+
+
+async def _authenticated(request: web.Request, handler: Handler, limit: int) -> web.StreamResponse:
     # The runner does not decompress (see make_runner): Content-Digest covers the bytes as sent
     # (RFC 9530), so the signature is checked on them and only then is a gzip body inflated.
     sent = await request.read()
@@ -77,7 +133,8 @@ async def signature_middleware(request: web.Request, handler: Handler) -> web.St
     request[CALLER_KEY] = outcome
     encoding = request.headers.get("Content-Encoding", "identity").lower()
     if encoding == "gzip":
-        body = inflate(sent, request.app[NODE_KEY].settings.server.max_body_bytes)
+        # Inflating up to the limit takes tens of milliseconds; zlib lets go of the GIL meanwhile.
+        body = await asyncio.to_thread(inflate, sent, limit) if len(sent) > 4096 else inflate(sent, limit)
         if body is None:
             return json_error(413, "too-large", "gzip body inflates beyond this node's limit, or is not gzip")
         request[BODY_KEY] = body
@@ -123,6 +180,7 @@ def make_app(node: Node, *, extra_setup: Callable[[web.Application], None] | Non
     )
     app[NODE_KEY] = node
     app[FEDERATION_KEY] = Federation(node)
+    app[BUDGET_KEY] = BodyBudget(BUDGET_BODIES * node.settings.server.max_body_bytes)
     for method, route in (("GET", "/descriptor"), ("GET", "/directory"), ("GET", "/feed"),
                           ("POST", "/fetch"), ("POST", "/push")):
         app.router.add_route(method, PREFIX + route, federation_handler)
