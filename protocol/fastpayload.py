@@ -1,0 +1,266 @@
+"""The payload's fast path: a decrypted payload's bytes to a Payload, in compiled code where it can.
+
+Every bundle a recipient opens passes here (PROTOCOL.md 3.1, recipient part,
+and 3.2), and the reference path (``parse_json`` with its strict hooks, then
+``payload_for`` with the record checkers of ``protocol.fields``) spends more
+time in Python than libsodium spends decrypting. This path asks msgspec to
+parse the JSON and to check a record's structure (members, types, enums,
+lengths, ranges) against Struct mirrors of the shapes in ``protocol.records``,
+then runs the reference checkers only on the few members msgspec cannot
+judge (calendar dates, check digits, country prefixes, uniqueness).
+
+It accepts a subset of what the reference accepts and returns the same
+Payload; for anything else it answers None and the caller runs the
+reference, which decides and words the error. tests/protocol/test_fastpath.py
+holds the two to the same answers. The subset:
+
+- the plaintext is exactly msgspec's sorted-key encoding of what it decodes
+  to, so it held no duplicate key (a key given twice decodes once and
+  re-encodes shorter) and no whitespace or escapes that a sender would not
+  write; cenmesh's own canonical bytes are such a text;
+- it has no escape other than ``\\n``, ``\\t``, ``\\"``, ``\\\\``, ``\\/`` and
+  no raw DEL or C1 character, so no string in it holds a control character
+  the record rules forbid;
+- the kind is one of those mirrored below, and every member is typed there,
+  so a float, a null or an integer out of range cannot pass unseen.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from protocol import fields as f
+from protocol.bundle import Audience, Payload, _audience_exact, payload_for
+from protocol.canonical import parse_json
+from protocol.errors import InvalidBundle, InvalidRecord, MalformedJSON
+from protocol.records import (
+    DETECTION_METHODS,
+    HANDLING_CODES,
+    MAX_PARTIES,
+    MAX_VERSION,
+    PARTY_ROLES,
+    SEIZURE_CATEGORIES,
+    TLP_LEVELS,
+    TRANSPORT_MODES,
+    UNITS,
+    check_personal_data,
+    seizure_date_check,
+)
+
+_UNSET = msgspec.UNSET
+UnsetType = msgspec.UnsetType
+
+
+def _text(max_len: int, min_len: int = 0) -> Any:
+    # msgspec counts code points, as len() does. Control characters are ruled
+    # out for the whole plaintext at once (see _may_hold_controls).
+    return Annotated[str, msgspec.Meta(min_length=min_len, max_length=max_len)]
+
+
+def _literal(values: tuple[str, ...]) -> Any:
+    return Literal[values]
+
+
+_UUID = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class _Office(_Strict):
+    name: _text(200, 1)  # type: ignore[valid-type]
+    locode: str  # checked by f.locode (country prefix)
+
+
+class _Commodity(_Strict):
+    description: _text(500, 1)  # type: ignore[valid-type]
+    hs_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,10}\Z")] | UnsetType = _UNSET
+    brand: _text(200, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
+    rights_holder: _text(200, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _Quantity(_Strict):
+    amount: str  # checked by the decimal checker
+    unit: _literal(UNITS)  # type: ignore[valid-type]
+
+
+class _Value(_Strict):
+    amount: str
+    currency: str
+
+
+class _Route(_Strict):
+    departure: str
+    destination: str
+    transit: list[str]
+    origin: str | UnsetType = _UNSET
+
+
+class _TransportRefs(_Strict):
+    container: str | UnsetType = _UNSET
+    awb: str | UnsetType = _UNSET
+    bill_of_lading: str | UnsetType = _UNSET
+    vessel_imo: str | UnsetType = _UNSET
+    flight: str | UnsetType = _UNSET
+
+
+class _Party(_Strict):
+    role: _literal(PARTY_ROLES)  # type: ignore[valid-type]
+    name: _text(200, 1)  # type: ignore[valid-type]
+    country: str | UnsetType = _UNSET
+    identifier: _text(100, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _Seizure(_Strict):
+    id: _UUID
+    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
+    category: _literal(SEIZURE_CATEGORIES)  # type: ignore[valid-type]
+    date: str
+    office: _Office
+    transport_mode: _literal(TRANSPORT_MODES)  # type: ignore[valid-type]
+    detection_method: _literal(DETECTION_METHODS)  # type: ignore[valid-type]
+    concealment: _text(500)  # type: ignore[valid-type]
+    commodity: _Commodity
+    quantity: _Quantity
+    route: _Route
+    tlp: _literal(TLP_LEVELS)  # type: ignore[valid-type]
+    value: _Value | UnsetType = _UNSET
+    conveyance: _TransportRefs | UnsetType = _UNSET
+    parties: Annotated[list[_Party], msgspec.Meta(max_length=MAX_PARTIES)] | UnsetType = _UNSET
+    narrative: _text(5000) | UnsetType = _UNSET  # type: ignore[valid-type]
+    handling: _literal(HANDLING_CODES) | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _SeizurePayload(_Strict):
+    # origin and audience are judged on the untyped decode (see payload_fast).
+    origin: msgspec.Raw
+    audience: msgspec.Raw
+    kind: Literal["seizure"]
+    record: _Seizure
+
+
+_decode = msgspec.json.Decoder().decode
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+_decode_seizure = msgspec.json.Decoder(_SeizurePayload).decode
+
+# An escape other than \n \t \" \\ \/ (so \b \f \r \uXXXX), DEL, or a C1
+# control (U+0080..U+009F, C2 80..C2 9F in UTF-8): where a forbidden control
+# character would show in the text. Seeing one only sends the payload to the
+# reference, which judges it; an escaped backslash before a "u" also does.
+# The regexes run only when memchr finds their first byte (a regex scan of a
+# whole payload costs ~3 us).
+_ESCAPE = re.compile(rb"\\[bfru]").search
+_C1 = re.compile(rb"\xc2[\x80-\x9f]").search
+
+
+def _may_hold_controls(plaintext: bytes) -> bool:
+    return bool(
+        (b"\\" in plaintext and _ESCAPE(plaintext))
+        or b"\x7f" in plaintext
+        or (b"\xc2" in plaintext and _C1(plaintext))
+    )
+
+_PAYLOAD_KEYS = frozenset(("origin", "audience", "kind", "record"))
+_is_node_id = re.compile(r"n[a-z2-7]{24}").fullmatch
+_transit = f.list_of(f.country, max_len=50, unique=True)
+_decimal_positive = f.decimal(positive=True)
+_decimal_any = f.decimal(positive=False)
+_TRANSPORT_CHECKS = (
+    ("container", f.container),
+    ("awb", f.awb),
+    ("bill_of_lading", f.bill_of_lading),
+    ("vessel_imo", f.vessel_imo),
+    ("flight", f.flight),
+)
+
+
+def payload_fast(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload | None:
+    """The Payload of a valid ``plaintext`` inside the subset described above, else None.
+
+    ``header`` is the bundle's checked audience. Like ``payload_for`` it does
+    not compare the payload's origin and audience with the header's; the
+    caller does.
+    """
+    if _may_hold_controls(plaintext):
+        return None
+    try:
+        obj = _decode(plaintext)
+        if type(obj) is not dict or obj.keys() != _PAYLOAD_KEYS or _encode_sorted(obj) != plaintext:
+            return None
+    except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+        return None
+    origin, wire_audience, kind, record = obj["origin"], obj["audience"], obj["kind"], obj["record"]
+    if type(origin) is not str or not _is_node_id(origin) or kind != "seizure":
+        return None
+    audience = header if wire_audience == header.to_json() else _audience_exact(wire_audience)
+    if audience is None:
+        return None
+    try:
+        # A second, typed decode of the same bytes checks the record's structure
+        # (cheaper than msgspec.convert of the dict); the dict, which is what
+        # the reference returns, is what we keep.
+        seizure = _decode_seizure(plaintext).record
+    except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+        return None
+    if not _seizure_extras_ok(seizure, now_ms):
+        return None
+    try:
+        check_personal_data(kind, record, audience.scope)
+    except InvalidRecord:  # the reference words it
+        return None
+    return Payload(origin, audience, kind, record)
+
+
+def _seizure_extras_ok(s: _Seizure, now_ms: int) -> bool:
+    """The seizure rules msgspec's types cannot state, by the reference checkers."""
+    try:
+        seizure_date_check(now_ms)(s.date)
+        f.locode(s.office.locode)
+        _decimal_positive(s.quantity.amount)
+        route = s.route
+        f.country(route.departure)
+        f.country(route.destination)
+        _transit(route.transit)
+        if route.origin is not _UNSET:
+            f.country(route.origin)
+        if s.value is not _UNSET:
+            _decimal_any(s.value.amount)
+            f.currency(s.value.currency)
+        conveyance = s.conveyance
+        if conveyance is not _UNSET:
+            present = False
+            for name, check in _TRANSPORT_CHECKS:
+                member = getattr(conveyance, name)
+                if member is not _UNSET:
+                    check(member)
+                    present = True
+            if not present:
+                return False
+        if s.parties is not _UNSET:
+            for party in s.parties:
+                if party.country is not _UNSET:
+                    f.country(party.country)
+    except f.Rejected:
+        return False
+    return True
+
+
+def payload_from_plaintext(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload:
+    """``payload_for(parse_json(plaintext), header)``, with parse errors as InvalidBundle('payload').
+
+    The fast path answers for the payloads cenmesh itself seals; the reference
+    decides everything else and words every error.
+    """
+    payload = payload_fast(plaintext, header, now_ms=now_ms)
+    if payload is not None:
+        return payload
+    try:
+        return payload_for(parse_json(plaintext), header, now_ms=now_ms)
+    except MalformedJSON as exc:
+        raise InvalidBundle("payload", str(exc)) from None
