@@ -254,7 +254,7 @@ def test_parse_json_of_any_bytes(data: bytes) -> None:
 # --- b64u_decode() --------------------------------------------------------------------
 
 B64U_TEXT = st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=40) | st.text(
-    alphabet=string.ascii_letters + string.digits + "-_+/= \n\té\x00", max_size=12
+    alphabet=string.ascii_letters + string.digits + "-_+/= \n\té\x00\"\\", max_size=12
 )
 
 
