@@ -277,15 +277,20 @@ def _date_checker(latest_day_ms: int) -> f.Check:
     return f.date_not_after(today_from_ms(latest_day_ms))
 
 
+@functools.lru_cache(maxsize=4)
+def _latest_date(latest_day_ms: int) -> datetime.date:
+    return today_from_ms(latest_day_ms)
+
+
 def _latest_day_ms(now_ms: int) -> int:
     # Keyed by the day, not the millisecond, so the caches hit all day.
     latest_ms = now_ms + EASTERNMOST_OFFSET_MS
     return latest_ms - latest_ms % 86_400_000
 
 
-def seizure_date_check(now_ms: int) -> f.Check:
-    """The checker of a seizure's ``date`` as ``validate_record`` applies it at ``now_ms``."""
-    return _date_checker(_latest_day_ms(now_ms))
+def latest_seizure_date(now_ms: int) -> datetime.date:
+    """The latest ``date`` a seizure may carry at ``now_ms`` (as ``validate_record`` decides)."""
+    return _latest_date(_latest_day_ms(now_ms))
 
 
 def validate_record(kind: str, record: object, *, now_ms: int) -> dict[str, Any]:
