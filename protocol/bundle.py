@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from protocol import shapes
 from protocol.canonical import MAX_SAFE_INT, b64u_decode, b64u_encode, canonical, dumps_unchecked
@@ -112,12 +112,21 @@ class Audience:
         return self.group if self.scope == "group" else "federation"
 
 
-@dataclass(frozen=True)
-class Recipient:
-    """One reader of a bundle and its sealed copy of the content key."""
+class Recipient(NamedTuple):
+    """One reader of a bundle and its sealed copy of the content key, as checked b64u text.
+
+    The wrap is decoded only when asked for: a recipient opens its own, and a
+    relay none, so decoding the other 511 of a large bundle would be wasted
+    (``wrap_b64`` is checked to decode to exactly 80 bytes when parsed).
+    """
 
     node: str
-    wrap: bytes
+    wrap_b64: str
+
+    @property
+    def wrap(self) -> bytes:
+        """The sealed content key (80 bytes)."""
+        return b64u_decode(self.wrap_b64)
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,7 @@ class Bundle:
         """The sealed content key for ``node``, if it is a recipient."""
         for r in self.recipients:
             if r.node == node:
-                return r.wrap
+                return b64u_decode(r.wrap_b64)
         return None
 
     def header(self) -> dict[str, Any]:
@@ -223,26 +232,31 @@ def _parse_exact(obj: Any) -> Bundle | None:
     recipients = []
     recipients_json = []
     previous = ""
+    has_origin = False
     nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
+    for item in items:
+        if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
+            return None
+        node, wrap_text = item["node"], item["wrap"]
+        if type(node) is not str or not _is_node_id(node) or not previous < node:
+            return None
+        # A wrap's shape without decoding it: 107 characters decode to 80 bytes,
+        # with 2 spare bits in the last one that must be 0; the alphabet of all
+        # wraps is checked at once below.
+        if type(wrap_text) is not str or len(wrap_text) != _WRAP_CHARS or wrap_text[-1] not in _WRAP_LAST:
+            return None
+        previous = node
+        if node == origin:
+            has_origin = True
+        recipients.append(_tuple_new(Recipient, (node, wrap_text)))
+        recipients_json.append(f'{{"node":"{node}","wrap":"{wrap_text}"}}')
+    if not has_origin or not _b64u_alphabet_only("".join([r.wrap_b64 for r in recipients])):
+        return None
     try:
-        for item in items:
-            if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
-                return None
-            node, wrap_text = item["node"], item["wrap"]
-            if type(node) is not str or not _is_node_id(node) or not previous < node:
-                return None
-            previous = node
-            wrap = b64u_decode(wrap_text)
-            if len(wrap) != WRAP_BYTES:
-                return None
-            recipients.append(Recipient(node, wrap))
-            recipients_json.append(f'{{"node":"{node}","wrap":"{wrap_text}"}}')
         nonce, ct, sig = b64u_decode(nonce_text), b64u_decode(ct_text), b64u_decode(sig_text)
     except MalformedJSON:
         return None
     if len(nonce) != NONCE_BYTES or len(ct) < TAG_BYTES or len(sig) != 64:
-        return None
-    if origin not in {r.node for r in recipients}:
         return None
     # Sorted keys: audience created ct expires nonce origin recipients sig urgent v.
     # The header leaves out ct and sig; the signed part leaves out sig.
@@ -263,6 +277,22 @@ def _parse_exact(obj: Any) -> Bundle | None:
         header_hash=hashlib.sha256(b"".join((BUNDLE_DOMAIN, front, middle, back))).digest(),
         obj=obj, raw=raw, size=len(raw),
     )
+
+
+_WRAP_CHARS = 107  # ceil(80 * 4 / 3)
+# 107 = 4k + 3: the last character carries 2 unused bits, so it is one whose index is a multiple of 4.
+_WRAP_LAST = frozenset("AEIMQUYcgkosw048")
+_B64U_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Recipient(node, wrap) without NamedTuple's keyword-parsing __new__ (once per recipient, up to 512).
+_tuple_new = tuple.__new__
+
+
+def _b64u_alphabet_only(text: str) -> bool:
+    """True when ``text`` holds only base64url characters (one C pass, however many wraps)."""
+    try:
+        return not text.encode("ascii").translate(None, _B64U_BYTES)
+    except UnicodeEncodeError:
+        return False
 
 
 def _new_bundle(**fields: Any) -> Bundle:
@@ -346,7 +376,8 @@ def _parse_shape(obj: Any, raw: bytes) -> Bundle:
         path = f"recipients[{i}]"
         shapes.exact_keys(item, path, ("node", "wrap"))
         node = shapes.node_id(item["node"], f"{path}.node")
-        recipients.append(Recipient(node, shapes.b64u_field(item, "wrap", path, size=WRAP_BYTES)))
+        shapes.b64u_field(item, "wrap", path, size=WRAP_BYTES)
+        recipients.append(Recipient(node, item["wrap"]))
     shapes.sorted_unique([r.node for r in recipients], "recipients")
     if origin not in {r.node for r in recipients}:
         raise InvalidMessage("recipients", "must include the origin")

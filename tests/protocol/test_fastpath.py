@@ -692,3 +692,23 @@ def test_mutated_payloads_fail_as_the_reference_does(data: st.DataObject) -> Non
         else:
             parent[path[-1]] = data.draw(ANY_JSON | ODD_VALUES)
     assert_payload_as_reference(_payload_bytes(record))
+
+
+# --- Wraps are checked without being decoded ------------------------------------------
+
+
+def test_wraps_are_checked_as_the_reference_does_without_decoding() -> None:
+    sample = _sample_bundle(3, "nodes")
+    wrap = sample["recipients"][1]["wrap"]
+    variants = [wrap[:-1] + c for c in string.ascii_letters + string.digits + "-_+/="]
+    variants += [wrap[:50] + c + wrap[51:] for c in '+/=é "\\\x00*']
+    variants += [wrap + "A", wrap[:-1], wrap[:-2], wrap + "AAAA", wrap[:-4]]
+    for variant in variants:
+        damaged = copy.deepcopy(sample)
+        damaged["recipients"][1]["wrap"] = variant
+        assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), variant
+    bundle = parse_bundle(sample)
+    for r, item in zip(bundle.recipients, sample["recipients"], strict=True):
+        assert r.wrap == b64u_decode(item["wrap"]) and len(r.wrap) == pb.WRAP_BYTES
+        assert bundle.wrap_for(r.node) == r.wrap
+    assert bundle.wrap_for("n" + "z" * 24) is None
