@@ -9,7 +9,10 @@ origin or the time: that is ``crypto.envelope`` and ``protocol.audience``.
 from __future__ import annotations
 
 import hashlib
+import operator
+import re
 from dataclasses import dataclass, field
+from itertools import islice, repeat
 from typing import Any, NamedTuple
 
 from protocol import shapes
@@ -229,29 +232,25 @@ def _parse_exact(obj: Any) -> Bundle | None:
     items = obj["recipients"]
     if audience is None or type(items) is not list or not 1 <= len(items) <= MAX_RECIPIENTS:
         return None
-    recipients = []
-    recipients_json = []
-    previous = ""
-    has_origin = False
-    nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
     for item in items:
         if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
             return None
-        node, wrap_text = item["node"], item["wrap"]
-        if type(node) is not str or not _is_node_id(node) or not previous < node:
-            return None
-        # A wrap's shape without decoding it: 107 characters decode to 80 bytes,
-        # with 2 spare bits in the last one that must be 0; the alphabet of all
-        # wraps is checked at once below.
-        if type(wrap_text) is not str or len(wrap_text) != _WRAP_CHARS or wrap_text[-1] not in _WRAP_LAST:
-            return None
-        previous = node
-        if node == origin:
-            has_origin = True
-        recipients.append(_tuple_new(Recipient, (node, wrap_text)))
-        recipients_json.append(f'{{"node":"{node}","wrap":"{wrap_text}"}}')
-    if not has_origin or not _b64u_alphabet_only("".join([r.wrap_b64 for r in recipients])):
+    nodes = [item["node"] for item in items]
+    wraps = [item["wrap"] for item in items]
+    # A wrap's shape without decoding it: 107 characters decode to 80 bytes,
+    # with 2 spare bits in the last one that must be 0, and the alphabet of all
+    # wraps is checked in one pass.
+    if (
+        not _node_ids_ascending(nodes)
+        or origin not in nodes
+        or not _all_str_of_length(wraps, _WRAP_CHARS)
+        or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
+        or not _b64u_alphabet_only("".join(wraps))
+    ):
         return None
+    recipients = tuple(map(_tuple_new, repeat(Recipient), zip(nodes, wraps, strict=True)))
+    recipients_json = map('{{"node":"{}","wrap":"{}"}}'.format, nodes, wraps)
+    nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
     try:
         nonce, ct, sig = b64u_decode(nonce_text), b64u_decode(ct_text), b64u_decode(sig_text)
     except MalformedJSON:
@@ -271,7 +270,7 @@ def _parse_exact(obj: Any) -> Bundle | None:
     raw = b"".join((front, ct_json, middle, f'"sig":"{sig_text}",'.encode("ascii"), back))
     return _new_bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=tuple(recipients), nonce=nonce, ct=ct, sig=sig,
+        recipients=recipients, nonce=nonce, ct=ct, sig=sig,
         id=b64u_encode(hashlib.sha256(memoryview(signed)[len(BUNDLE_DOMAIN):]).digest()),
         signed_bytes=signed,
         header_hash=hashlib.sha256(b"".join((BUNDLE_DOMAIN, front, middle, back))).digest(),
@@ -285,6 +284,28 @@ _WRAP_LAST = frozenset("AEIMQUYcgkosw048")
 _B64U_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # Recipient(node, wrap) without NamedTuple's keyword-parsing __new__ (once per recipient, up to 512).
 _tuple_new = tuple.__new__
+
+
+_NODE_ID_LIST = re.compile(r"n[a-z2-7]{24}(?:,n[a-z2-7]{24})*").fullmatch
+
+
+def _all_str_of_length(values: list[Any], length: int) -> bool:
+    """True when every item is an exact str of ``length`` characters (C loops, no Python one)."""
+    return set(map(type, values)) == {str} and set(map(len, values)) == {length}
+
+
+def _node_ids_ascending(values: list[Any]) -> bool:
+    """True for a non-empty list of node ids in strictly ascending order (sorted, no duplicates).
+
+    One regex pass over the ids joined by commas instead of one per id: every
+    item is a str of exactly 25 characters, and the pattern's ids (which hold
+    no comma) are 25 characters between commas, so each item is one of them.
+    """
+    return (
+        _all_str_of_length(values, 25)
+        and _NODE_ID_LIST(",".join(values)) is not None
+        and all(map(operator.lt, values, islice(values, 1, None)))
+    )
 
 
 def _b64u_alphabet_only(text: str) -> bool:
@@ -315,13 +336,8 @@ def _audience_exact(obj: Any) -> Audience | None:
         return None
     if scope == "nodes" and keys == _NODES_KEYS:
         nodes = obj["nodes"]
-        if type(nodes) is not list or not 1 <= len(nodes) <= MAX_RECIPIENTS:
+        if type(nodes) is not list or not 1 <= len(nodes) <= MAX_RECIPIENTS or not _node_ids_ascending(nodes):
             return None
-        previous = ""
-        for node in nodes:
-            if type(node) is not str or not _is_node_id(node) or not previous < node:
-                return None
-            previous = node
         return Audience._checked("nodes", tuple(nodes), "")
     if scope == "group" and keys == _GROUP_KEYS:
         group = obj["group"]

@@ -712,3 +712,20 @@ def test_wraps_are_checked_as_the_reference_does_without_decoding() -> None:
         assert r.wrap == b64u_decode(item["wrap"]) and len(r.wrap) == pb.WRAP_BYTES
         assert bundle.wrap_for(r.node) == r.wrap
     assert bundle.wrap_for("n" + "z" * 24) is None
+
+
+def test_node_lists_are_checked_in_one_pass_as_the_reference_does() -> None:
+    a, b, c = ("n" + ch * 24 for ch in "abc")
+    odd_lists: list[Any] = [
+        [a + "," + b], [a, b + "," + c], ["", a], [a, ""], [a, a], [b, a], [a, StrSub(b)], [a, b[:-1] + "1"],
+        [a, b.upper()], [a, b + " "], [a, 5], [a, None], [a, b, c], [a[:-1] + "é"],
+    ]
+    for nodes in odd_lists:
+        for where in ("audience", "recipients"):
+            sample = _sample_bundle(3, "nodes")
+            if where == "audience":
+                sample["audience"]["nodes"] = nodes
+            else:
+                sample["recipients"] = [{"node": n, "wrap": sample["recipients"][0]["wrap"]} for n in nodes]
+                sample["origin"] = nodes[0] if isinstance(nodes[0], str) and nodes[0] else a
+            assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES) == reference_outcome(sample, pb.MAX_BUNDLE_BYTES), (where, nodes)
