@@ -8,6 +8,7 @@ origin or the time: that is ``crypto.envelope`` and ``protocol.audience``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import operator
 import re
@@ -16,7 +17,15 @@ from itertools import islice, repeat
 from typing import Any, NamedTuple
 
 from protocol import shapes
-from protocol.canonical import MAX_SAFE_INT, b64u_decode, b64u_encode, canonical, dumps_unchecked
+from protocol.canonical import (
+    _B64U_INDEX,
+    _UNUSED_BITS,
+    MAX_SAFE_INT,
+    b64u_decode,
+    b64u_encode,
+    canonical,
+    dumps_unchecked,
+)
 from protocol.errors import InvalidBundle, InvalidMessage, InvalidRecord, MalformedJSON
 from protocol.records import KINDS, check_personal_data, validate_record
 
@@ -134,7 +143,12 @@ class Recipient(NamedTuple):
 
 @dataclass(frozen=True)
 class Bundle:
-    """A parsed, shape-checked bundle. ``obj`` is its exact wire form."""
+    """A parsed, shape-checked bundle. ``obj`` is its exact wire form.
+
+    What only a recipient needs, the ciphertext's bytes and the header hash
+    ``H``, is worked out on first use (``ct``, ``header_hash``): a relay,
+    which checks and forwards, never pays for them.
+    """
 
     origin: str
     created: int
@@ -143,14 +157,24 @@ class Bundle:
     urgent: bool
     recipients: tuple[Recipient, ...]
     nonce: bytes
-    ct: bytes
+    ct_b64: str = field(repr=False)  # checked at parse to decode to at least TAG_BYTES bytes
     sig: bytes
     id: str
     signed_bytes: bytes = field(repr=False)
-    header_hash: bytes = field(repr=False)
+    header_bytes: bytes = field(repr=False)  # domain + canonical(header), what H hashes
     obj: dict[str, Any] = field(repr=False, compare=False)
     raw: bytes = field(repr=False, default=b"")
     size: int = 0
+
+    @functools.cached_property
+    def ct(self) -> bytes:
+        """The ciphertext and its tag."""
+        return b64u_decode(self.ct_b64)
+
+    @functools.cached_property
+    def header_hash(self) -> bytes:
+        """``H = sha256(domain + canonical(header))``: the AEAD's associated data."""
+        return hashlib.sha256(self.header_bytes).digest()
 
     @property
     def recipient_ids(self) -> tuple[str, ...]:
@@ -251,11 +275,13 @@ def _parse_exact(obj: Any) -> Bundle | None:
     recipients = tuple(map(_tuple_new, repeat(Recipient), zip(nodes, wraps, strict=True)))
     recipients_json = map('{{"node":"{}","wrap":"{}"}}'.format, nodes, wraps)
     nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
+    if type(ct_text) is not str or not _b64u_shape_ok(ct_text, TAG_BYTES):
+        return None
     try:
-        nonce, ct, sig = b64u_decode(nonce_text), b64u_decode(ct_text), b64u_decode(sig_text)
+        nonce, sig = b64u_decode(nonce_text), b64u_decode(sig_text)
     except MalformedJSON:
         return None
-    if len(nonce) != NONCE_BYTES or len(ct) < TAG_BYTES or len(sig) != 64:
+    if len(nonce) != NONCE_BYTES or len(sig) != 64:
         return None
     # Sorted keys: audience created ct expires nonce origin recipients sig urgent v.
     # The header leaves out ct and sig; the signed part leaves out sig.
@@ -270,10 +296,10 @@ def _parse_exact(obj: Any) -> Bundle | None:
     raw = b"".join((front, ct_json, middle, f'"sig":"{sig_text}",'.encode("ascii"), back))
     return _new_bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=recipients, nonce=nonce, ct=ct, sig=sig,
+        recipients=recipients, nonce=nonce, ct_b64=ct_text, sig=sig,
         id=b64u_encode(hashlib.sha256(memoryview(signed)[len(BUNDLE_DOMAIN):]).digest()),
         signed_bytes=signed,
-        header_hash=hashlib.sha256(b"".join((BUNDLE_DOMAIN, front, middle, back))).digest(),
+        header_bytes=b"".join((BUNDLE_DOMAIN, front, middle, back)),
         obj=obj, raw=raw, size=len(raw),
     )
 
@@ -306,6 +332,16 @@ def _node_ids_ascending(values: list[Any]) -> bool:
         and _NODE_ID_LIST(",".join(values)) is not None
         and all(map(operator.lt, values, islice(values, 1, None)))
     )
+
+
+def _b64u_shape_ok(text: str, min_size: int) -> bool:
+    """What b64u_decode(text) accepts, and at least ``min_size`` bytes, without decoding."""
+    rem = len(text) % 4
+    if rem == 1 or len(text) // 4 * 3 + (rem and rem - 1) < min_size:
+        return False
+    if rem and _B64U_INDEX.get(text[-1], 0) & _UNUSED_BITS[rem]:
+        return False
+    return _b64u_alphabet_only(text)
 
 
 def _b64u_alphabet_only(text: str) -> bool:
@@ -398,16 +434,16 @@ def _parse_shape(obj: Any, raw: bytes) -> Bundle:
     if origin not in {r.node for r in recipients}:
         raise InvalidMessage("recipients", "must include the origin")
     nonce = shapes.b64u_field(obj, "nonce", size=NONCE_BYTES)
-    ct = shapes.b64u_field(obj, "ct", min_size=TAG_BYTES)
+    shapes.b64u_field(obj, "ct", min_size=TAG_BYTES)
     sig = shapes.b64u_field(obj, "sig", size=64)
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
     body = dumps_unchecked(unsigned)
     header = {k: v for k, v in unsigned.items() if k != "ct"}
     return Bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=tuple(recipients), nonce=nonce, ct=ct, sig=sig,
+        recipients=tuple(recipients), nonce=nonce, ct_b64=obj["ct"], sig=sig,
         id=b64u_encode(hashlib.sha256(body).digest()), signed_bytes=BUNDLE_DOMAIN + body,
-        header_hash=hashlib.sha256(BUNDLE_DOMAIN + dumps_unchecked(header)).digest(),
+        header_bytes=BUNDLE_DOMAIN + dumps_unchecked(header),
         obj=obj, raw=raw, size=len(raw),
     )
 

@@ -729,3 +729,18 @@ def test_node_lists_are_checked_in_one_pass_as_the_reference_does() -> None:
                 sample["recipients"] = [{"node": n, "wrap": sample["recipients"][0]["wrap"]} for n in nodes]
                 sample["origin"] = nodes[0] if isinstance(nodes[0], str) and nodes[0] else a
             assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES) == reference_outcome(sample, pb.MAX_BUNDLE_BYTES), (where, nodes)
+
+
+def test_ct_is_checked_as_the_reference_does_and_decoded_on_use() -> None:
+    sample = _sample_bundle(2, "nodes")
+    texts = [b64u_encode(bytes(range(n))) for n in (0, 14, 15, 16, 17, 18, 40)]
+    texts += [t[:-1] + c for t in texts[2:5] for c in string.ascii_letters + string.digits + "-_+/=é"]
+    texts += ["A" * n for n in range(18, 26)] + [texts[4][:10] + c + texts[4][11:] for c in '+/= "\\\x00*é']
+    for text in texts:
+        damaged = copy.deepcopy(sample)
+        damaged["ct"] = text
+        assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), text
+    bundle = parse_bundle(sample)
+    assert bundle.ct == b64u_decode(sample["ct"])
+    assert bundle.header_hash == pb.header_hash(bundle.header())
+    assert bundle.header_bytes == pb.BUNDLE_DOMAIN + canonical(bundle.header())
