@@ -2,7 +2,8 @@
 
 ``parse_bundle`` is the only way a bundle from outside becomes a ``Bundle``;
 it checks size and shape strictly and computes the id and the bytes that the
-signature and the AEAD cover, once. It does not check the signature, the
+signature and the AEAD cover, once (the AEAD's hash and the ciphertext's
+bytes when first asked for: relays never need them). It does not check the signature, the
 origin or the time: that is ``crypto.envelope`` and ``protocol.audience``.
 """
 
@@ -239,7 +240,9 @@ def _parse_exact(obj: Any) -> Bundle | None:
     text (ASCII, nothing JSON escapes) and every number an int, canonical JSON
     is plain concatenation in sorted key order, and the three byte strings the
     protocol needs (whole bundle, signed part, header) share their pieces
-    instead of being encoded three times.
+    instead of being encoded three times. The wraps and ``ct`` are checked as
+    text (alphabet, length, canonical last character) and decoded only when a
+    recipient asks for them; lists of node ids are checked in C passes.
     """
     if type(obj) is not dict or obj.keys() != _FIELD_SET:
         return None
