@@ -259,21 +259,38 @@ def _parse_exact(obj: Any) -> Bundle | None:
     items = obj["recipients"]
     if audience is None or type(items) is not list or not 1 <= len(items) <= MAX_RECIPIENTS:
         return None
-    for item in items:
-        if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
-            return None
-    nodes = [item["node"] for item in items]
-    wraps = [item["wrap"] for item in items]
     # A wrap's shape without decoding it: 107 characters decode to 80 bytes,
     # with 2 spare bits in the last one that must be 0, and the alphabet of all
     # wraps is checked in one pass.
-    if (
-        not _node_ids_ascending(nodes)
-        or origin not in nodes
-        or not _all_str_of_length(wraps, _WRAP_CHARS)
-        or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
-        or not _b64u_alphabet_only("".join(wraps))
-    ):
+    if len(items) <= _FEW:
+        # A plain loop: for a handful of recipients it beats the C passes' set-up.
+        nodes, wraps = [], []
+        previous = ""
+        for item in items:
+            if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
+                return None
+            node, wrap = item["node"], item["wrap"]
+            if (
+                type(node) is not str or not _is_node_id(node) or not previous < node
+                or type(wrap) is not str or len(wrap) != _WRAP_CHARS or wrap[-1] not in _WRAP_LAST
+            ):
+                return None
+            previous = node
+            nodes.append(node)
+            wraps.append(wrap)
+    else:
+        for item in items:
+            if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
+                return None
+        nodes = [item["node"] for item in items]
+        wraps = [item["wrap"] for item in items]
+        if (
+            not _node_ids_ascending(nodes)
+            or not _all_str_of_length(wraps, _WRAP_CHARS)
+            or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
+        ):
+            return None
+    if origin not in nodes or not _b64u_alphabet_only("".join(wraps)):
         return None
     recipients = tuple(map(_tuple_new, repeat(Recipient), zip(nodes, wraps, strict=True)))
     recipients_json = map('{{"node":"{}","wrap":"{}"}}'.format, nodes, wraps)
@@ -315,6 +332,7 @@ _B64U_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_
 _tuple_new = tuple.__new__
 
 
+_FEW = 8  # up to this many node ids or recipients, a Python loop checks them faster than C passes
 _NODE_ID_LIST = re.compile(r"n[a-z2-7]{24}(?:,n[a-z2-7]{24})*").fullmatch
 
 
@@ -330,6 +348,13 @@ def _node_ids_ascending(values: list[Any]) -> bool:
     item is a str of exactly 25 characters, and the pattern's ids (which hold
     no comma) are 25 characters between commas, so each item is one of them.
     """
+    if len(values) <= _FEW:
+        previous = ""
+        for value in values:
+            if type(value) is not str or not _is_node_id(value) or not previous < value:
+                return False
+            previous = value
+        return True
     return (
         _all_str_of_length(values, 25)
         and _NODE_ID_LIST(",".join(values)) is not None

@@ -481,7 +481,7 @@ def _damaged(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_targeted_damage_fails_as_the_reference_does() -> None:
     for sample in (_sample_bundle(1, "federation"), _sample_bundle(3, "nodes"), _sample_bundle(2, "group")):
-        assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok"
+        assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok" and pb._parse_exact(sample) is not None
         for damaged in _damaged(sample):
             assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(
                 damaged, pb.MAX_BUNDLE_BYTES
@@ -744,3 +744,31 @@ def test_ct_is_checked_as_the_reference_does_and_decoded_on_use() -> None:
     assert bundle.ct == b64u_decode(sample["ct"])
     assert bundle.header_hash == pb.header_hash(bundle.header())
     assert bundle.header_bytes == pb.BUNDLE_DOMAIN + canonical(bundle.header())
+
+
+def test_long_node_lists_take_the_c_passes_with_the_same_answers() -> None:
+    ids = sorted("n" + ch * 24 for ch in "abcdefghijklmnopq")  # more than pb._FEW
+    assert len(ids) > pb._FEW
+    odd_lists: list[Any] = [
+        ids, ids[::-1], [*ids[:5], ids[4], *ids[5:]], [*ids[:-1], ids[-1] + "," + ids[0]], [*ids[:3], StrSub(ids[3]), *ids[4:]],
+        [*ids[:3], 7, *ids[4:]], [*ids[:3], ids[3][:-1] + "1", *ids[4:]], [*ids[:3], ids[3] + "a", *ids[4:]],
+        [*ids[:3], "", *ids[4:]], [ids[0] + "," + ids[1], *ids[2:]],
+    ]
+    for nodes in odd_lists:
+        for where in ("audience", "recipients"):
+            sample = _sample_bundle(3, "nodes")
+            wrap = sample["recipients"][0]["wrap"]
+            if where == "audience":
+                sample["audience"]["nodes"] = nodes
+            else:
+                sample["recipients"] = [{"node": n, "wrap": wrap} for n in nodes]
+                sample["origin"] = ids[1]
+            assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES) == reference_outcome(sample, pb.MAX_BUNDLE_BYTES), (where, nodes)
+        sample = _sample_bundle(3, "nodes")
+        sample["recipients"] = [{"node": n, "wrap": wrap} for n in ids]
+        sample["origin"] = ids[1]
+        for i, bad_wrap in ((3, wrap[:-1] + "B"), (5, wrap[:-1]), (7, wrap[:9] + "+" + wrap[10:]), (9, 12)):
+            damaged = copy.deepcopy(sample)
+            damaged["recipients"][i]["wrap"] = bad_wrap
+            assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), bad_wrap
+    assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok" and pb._parse_exact(sample) is not None
