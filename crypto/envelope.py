@@ -150,6 +150,7 @@ def open_bundle(bundle: Bundle, node: str, keys: Sequence[EncryptionKey], *, now
     except CryptoError:
         raise InvalidBundle("decrypt", f"AEAD check fails for {bundle.id}") from None
     payload = payload_from_plaintext(plaintext, bundle.audience, now_ms=now_ms)
-    if payload.origin != bundle.origin or payload.audience != bundle.audience:
+    # The fast path hands back the header's own Audience when the two agree: identity first.
+    if payload.origin != bundle.origin or (payload.audience is not bundle.audience and payload.audience != bundle.audience):
         raise InvalidBundle("payload", "payload origin or audience differs from the header")
     return payload

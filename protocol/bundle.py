@@ -74,9 +74,7 @@ class Audience:
         node id costs ~1 us per node on each bundle received.
         """
         audience = object.__new__(cls)
-        object.__setattr__(audience, "scope", scope)
-        object.__setattr__(audience, "nodes", nodes)
-        object.__setattr__(audience, "group", group)
+        audience.__dict__.update(scope=scope, nodes=nodes, group=group)  # as _new_bundle does
         return audience
 
     def to_json(self) -> dict[str, Any]:
@@ -496,6 +494,13 @@ class Payload:
     audience: Audience
     kind: str
     record: dict[str, Any]
+
+    @classmethod
+    def _checked(cls, origin: str, audience: Audience, kind: str, record: dict[str, Any]) -> Payload:
+        """A Payload without the frozen dataclass's __init__ (4 object.__setattr__ calls), for fast paths."""
+        payload = object.__new__(cls)
+        payload.__dict__.update(origin=origin, audience=audience, kind=kind, record=record)
+        return payload
 
     def to_json(self) -> dict[str, Any]:
         """The payload object whose canonical form is encrypted."""

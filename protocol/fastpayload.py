@@ -223,7 +223,7 @@ def payload_fast(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload 
         check_personal_data(kind, record, audience.scope)
     except InvalidRecord:  # the reference words it
         return None
-    return Payload(origin, audience, kind, record)
+    return Payload._checked(origin, audience, kind, record)
 
 
 def _seizure_extras_ok(s: _Seizure, now_ms: int) -> bool:
