@@ -22,11 +22,11 @@ from protocol.bundle import (
     Payload,
     header_hash,
     parse_bundle,
-    payload_for,
     unsigned_parts,
 )
-from protocol.canonical import b64u_encode, dumps_unchecked, parse_json
-from protocol.errors import InvalidBundle, InvalidRecord, MalformedJSON, RecordRefused
+from protocol.canonical import b64u_encode, dumps_unchecked
+from protocol.errors import InvalidBundle, InvalidRecord, RecordRefused
+from protocol.fastpayload import payload_from_plaintext
 from protocol.records import check_personal_data, validate_record
 
 CEK_BYTES = 32
@@ -149,10 +149,8 @@ def open_bundle(bundle: Bundle, node: str, keys: Sequence[EncryptionKey], *, now
         plaintext = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(bundle.ct, bundle.header_hash, bundle.nonce, cek)
     except CryptoError:
         raise InvalidBundle("decrypt", f"AEAD check fails for {bundle.id}") from None
-    try:
-        payload = payload_for(parse_json(plaintext), bundle.audience, now_ms=now_ms)
-    except MalformedJSON as exc:
-        raise InvalidBundle("payload", str(exc)) from None
-    if payload.origin != bundle.origin or payload.audience != bundle.audience:
+    payload = payload_from_plaintext(plaintext, bundle.audience, now_ms=now_ms)
+    # The fast path hands back the header's own Audience when the two agree: identity first.
+    if payload.origin != bundle.origin or (payload.audience is not bundle.audience and payload.audience != bundle.audience):
         raise InvalidBundle("payload", "payload origin or audience differs from the header")
     return payload

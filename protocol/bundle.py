@@ -2,18 +2,31 @@
 
 ``parse_bundle`` is the only way a bundle from outside becomes a ``Bundle``;
 it checks size and shape strictly and computes the id and the bytes that the
-signature and the AEAD cover, once. It does not check the signature, the
+signature and the AEAD cover, once (the AEAD's hash and the ciphertext's
+bytes when first asked for: relays never need them). It does not check the signature, the
 origin or the time: that is ``crypto.envelope`` and ``protocol.audience``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice, repeat
+from typing import Any, NamedTuple
 
 from protocol import shapes
-from protocol.canonical import MAX_SAFE_INT, b64u_decode, b64u_encode, canonical, dumps_unchecked
+from protocol.canonical import (
+    _B64U_INDEX,
+    _UNUSED_BITS,
+    MAX_SAFE_INT,
+    b64u_decode,
+    b64u_encode,
+    canonical,
+    dumps_unchecked,
+)
 from protocol.errors import InvalidBundle, InvalidMessage, InvalidRecord, MalformedJSON
 from protocol.records import KINDS, check_personal_data, validate_record
 
@@ -61,9 +74,7 @@ class Audience:
         node id costs ~1 us per node on each bundle received.
         """
         audience = object.__new__(cls)
-        object.__setattr__(audience, "scope", scope)
-        object.__setattr__(audience, "nodes", nodes)
-        object.__setattr__(audience, "group", group)
+        audience.__dict__.update(scope=scope, nodes=nodes, group=group)  # as _new_bundle does
         return audience
 
     def to_json(self) -> dict[str, Any]:
@@ -112,17 +123,31 @@ class Audience:
         return self.group if self.scope == "group" else "federation"
 
 
-@dataclass(frozen=True)
-class Recipient:
-    """One reader of a bundle and its sealed copy of the content key."""
+class Recipient(NamedTuple):
+    """One reader of a bundle and its sealed copy of the content key, as checked b64u text.
+
+    The wrap is decoded only when asked for: a recipient opens its own, and a
+    relay none, so decoding the other 511 of a large bundle would be wasted
+    (``wrap_b64`` is checked to decode to exactly 80 bytes when parsed).
+    """
 
     node: str
-    wrap: bytes
+    wrap_b64: str
+
+    @property
+    def wrap(self) -> bytes:
+        """The sealed content key (80 bytes)."""
+        return b64u_decode(self.wrap_b64)
 
 
 @dataclass(frozen=True)
 class Bundle:
-    """A parsed, shape-checked bundle. ``obj`` is its exact wire form."""
+    """A parsed, shape-checked bundle. ``obj`` is its exact wire form.
+
+    What only a recipient needs, the ciphertext's bytes and the header hash
+    ``H``, is worked out on first use (``ct``, ``header_hash``): a relay,
+    which checks and forwards, never pays for them.
+    """
 
     origin: str
     created: int
@@ -131,14 +156,24 @@ class Bundle:
     urgent: bool
     recipients: tuple[Recipient, ...]
     nonce: bytes
-    ct: bytes
+    ct_b64: str = field(repr=False)  # checked at parse to decode to at least TAG_BYTES bytes
     sig: bytes
     id: str
     signed_bytes: bytes = field(repr=False)
-    header_hash: bytes = field(repr=False)
+    header_bytes: bytes = field(repr=False)  # domain + canonical(header), what H hashes
     obj: dict[str, Any] = field(repr=False, compare=False)
     raw: bytes = field(repr=False, default=b"")
     size: int = 0
+
+    @functools.cached_property
+    def ct(self) -> bytes:
+        """The ciphertext and its tag."""
+        return b64u_decode(self.ct_b64)
+
+    @functools.cached_property
+    def header_hash(self) -> bytes:
+        """``H = sha256(domain + canonical(header))``: the AEAD's associated data."""
+        return hashlib.sha256(self.header_bytes).digest()
 
     @property
     def recipient_ids(self) -> tuple[str, ...]:
@@ -149,7 +184,7 @@ class Bundle:
         """The sealed content key for ``node``, if it is a recipient."""
         for r in self.recipients:
             if r.node == node:
-                return r.wrap
+                return b64u_decode(r.wrap_b64)
         return None
 
     def header(self) -> dict[str, Any]:
@@ -203,7 +238,9 @@ def _parse_exact(obj: Any) -> Bundle | None:
     text (ASCII, nothing JSON escapes) and every number an int, canonical JSON
     is plain concatenation in sorted key order, and the three byte strings the
     protocol needs (whole bundle, signed part, header) share their pieces
-    instead of being encoded three times.
+    instead of being encoded three times. The wraps and ``ct`` are checked as
+    text (alphabet, length, canonical last character) and decoded only when a
+    recipient asks for them; lists of node ids are checked in C passes.
     """
     if type(obj) is not dict or obj.keys() != _FIELD_SET:
         return None
@@ -220,29 +257,49 @@ def _parse_exact(obj: Any) -> Bundle | None:
     items = obj["recipients"]
     if audience is None or type(items) is not list or not 1 <= len(items) <= MAX_RECIPIENTS:
         return None
-    recipients = []
-    recipients_json = []
-    previous = ""
-    nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
-    try:
+    # A wrap's shape without decoding it: 107 characters decode to 80 bytes,
+    # with 2 spare bits in the last one that must be 0, and the alphabet of all
+    # wraps is checked in one pass.
+    if len(items) <= _FEW:
+        # A plain loop: for a handful of recipients it beats the C passes' set-up.
+        nodes, wraps = [], []
+        previous = ""
         for item in items:
             if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
                 return None
-            node, wrap_text = item["node"], item["wrap"]
-            if type(node) is not str or not _is_node_id(node) or not previous < node:
+            node, wrap = item["node"], item["wrap"]
+            if (
+                type(node) is not str or not _is_node_id(node) or not previous < node
+                or type(wrap) is not str or len(wrap) != _WRAP_CHARS or wrap[-1] not in _WRAP_LAST
+            ):
                 return None
             previous = node
-            wrap = b64u_decode(wrap_text)
-            if len(wrap) != WRAP_BYTES:
+            nodes.append(node)
+            wraps.append(wrap)
+    else:
+        for item in items:
+            if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
                 return None
-            recipients.append(Recipient(node, wrap))
-            recipients_json.append(f'{{"node":"{node}","wrap":"{wrap_text}"}}')
-        nonce, ct, sig = b64u_decode(nonce_text), b64u_decode(ct_text), b64u_decode(sig_text)
+        nodes = [item["node"] for item in items]
+        wraps = [item["wrap"] for item in items]
+        if (
+            not _node_ids_ascending(nodes)
+            or not _all_str_of_length(wraps, _WRAP_CHARS)
+            or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
+        ):
+            return None
+    if origin not in nodes or not _b64u_alphabet_only("".join(wraps)):
+        return None
+    recipients = tuple(map(_tuple_new, repeat(Recipient), zip(nodes, wraps, strict=True)))
+    recipients_json = map('{{"node":"{}","wrap":"{}"}}'.format, nodes, wraps)
+    nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
+    if type(ct_text) is not str or not _b64u_shape_ok(ct_text, TAG_BYTES):
+        return None
+    try:
+        nonce, sig = b64u_decode(nonce_text), b64u_decode(sig_text)
     except MalformedJSON:
         return None
-    if len(nonce) != NONCE_BYTES or len(ct) < TAG_BYTES or len(sig) != 64:
-        return None
-    if origin not in {r.node for r in recipients}:
+    if len(nonce) != NONCE_BYTES or len(sig) != 64:
         return None
     # Sorted keys: audience created ct expires nonce origin recipients sig urgent v.
     # The header leaves out ct and sig; the signed part leaves out sig.
@@ -257,12 +314,68 @@ def _parse_exact(obj: Any) -> Bundle | None:
     raw = b"".join((front, ct_json, middle, f'"sig":"{sig_text}",'.encode("ascii"), back))
     return _new_bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=tuple(recipients), nonce=nonce, ct=ct, sig=sig,
+        recipients=recipients, nonce=nonce, ct_b64=ct_text, sig=sig,
         id=b64u_encode(hashlib.sha256(memoryview(signed)[len(BUNDLE_DOMAIN):]).digest()),
         signed_bytes=signed,
-        header_hash=hashlib.sha256(b"".join((BUNDLE_DOMAIN, front, middle, back))).digest(),
+        header_bytes=b"".join((BUNDLE_DOMAIN, front, middle, back)),
         obj=obj, raw=raw, size=len(raw),
     )
+
+
+_WRAP_CHARS = 107  # ceil(80 * 4 / 3)
+# 107 = 4k + 3: the last character carries 2 unused bits, so it is one whose index is a multiple of 4.
+_WRAP_LAST = frozenset("AEIMQUYcgkosw048")
+_B64U_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Recipient(node, wrap) without NamedTuple's keyword-parsing __new__ (once per recipient, up to 512).
+_tuple_new = tuple.__new__
+
+
+_FEW = 8  # up to this many node ids or recipients, a Python loop checks them faster than C passes
+_NODE_ID_LIST = re.compile(r"n[a-z2-7]{24}(?:,n[a-z2-7]{24})*").fullmatch
+
+
+def _all_str_of_length(values: list[Any], length: int) -> bool:
+    """True when every item is an exact str of ``length`` characters (C loops, no Python one)."""
+    return set(map(type, values)) == {str} and set(map(len, values)) == {length}
+
+
+def _node_ids_ascending(values: list[Any]) -> bool:
+    """True for a non-empty list of node ids in strictly ascending order (sorted, no duplicates).
+
+    One regex pass over the ids joined by commas instead of one per id: every
+    item is a str of exactly 25 characters, and the pattern's ids (which hold
+    no comma) are 25 characters between commas, so each item is one of them.
+    """
+    if len(values) <= _FEW:
+        previous = ""
+        for value in values:
+            if type(value) is not str or not _is_node_id(value) or not previous < value:
+                return False
+            previous = value
+        return True
+    return (
+        _all_str_of_length(values, 25)
+        and _NODE_ID_LIST(",".join(values)) is not None
+        and all(map(operator.lt, values, islice(values, 1, None)))
+    )
+
+
+def _b64u_shape_ok(text: str, min_size: int) -> bool:
+    """What b64u_decode(text) accepts, and at least ``min_size`` bytes, without decoding."""
+    rem = len(text) % 4
+    if rem == 1 or len(text) // 4 * 3 + (rem and rem - 1) < min_size:
+        return False
+    if rem and _B64U_INDEX.get(text[-1], 0) & _UNUSED_BITS[rem]:
+        return False
+    return _b64u_alphabet_only(text)
+
+
+def _b64u_alphabet_only(text: str) -> bool:
+    """True when ``text`` holds only base64url characters (one C pass, however many wraps)."""
+    try:
+        return not text.encode("ascii").translate(None, _B64U_BYTES)
+    except UnicodeEncodeError:
+        return False
 
 
 def _new_bundle(**fields: Any) -> Bundle:
@@ -285,13 +398,8 @@ def _audience_exact(obj: Any) -> Audience | None:
         return None
     if scope == "nodes" and keys == _NODES_KEYS:
         nodes = obj["nodes"]
-        if type(nodes) is not list or not 1 <= len(nodes) <= MAX_RECIPIENTS:
+        if type(nodes) is not list or not 1 <= len(nodes) <= MAX_RECIPIENTS or not _node_ids_ascending(nodes):
             return None
-        previous = ""
-        for node in nodes:
-            if type(node) is not str or not _is_node_id(node) or not previous < node:
-                return None
-            previous = node
         return Audience._checked("nodes", tuple(nodes), "")
     if scope == "group" and keys == _GROUP_KEYS:
         group = obj["group"]
@@ -346,21 +454,22 @@ def _parse_shape(obj: Any, raw: bytes) -> Bundle:
         path = f"recipients[{i}]"
         shapes.exact_keys(item, path, ("node", "wrap"))
         node = shapes.node_id(item["node"], f"{path}.node")
-        recipients.append(Recipient(node, shapes.b64u_field(item, "wrap", path, size=WRAP_BYTES)))
+        shapes.b64u_field(item, "wrap", path, size=WRAP_BYTES)
+        recipients.append(Recipient(node, item["wrap"]))
     shapes.sorted_unique([r.node for r in recipients], "recipients")
     if origin not in {r.node for r in recipients}:
         raise InvalidMessage("recipients", "must include the origin")
     nonce = shapes.b64u_field(obj, "nonce", size=NONCE_BYTES)
-    ct = shapes.b64u_field(obj, "ct", min_size=TAG_BYTES)
+    shapes.b64u_field(obj, "ct", min_size=TAG_BYTES)
     sig = shapes.b64u_field(obj, "sig", size=64)
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
     body = dumps_unchecked(unsigned)
     header = {k: v for k, v in unsigned.items() if k != "ct"}
     return Bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=tuple(recipients), nonce=nonce, ct=ct, sig=sig,
+        recipients=tuple(recipients), nonce=nonce, ct_b64=obj["ct"], sig=sig,
         id=b64u_encode(hashlib.sha256(body).digest()), signed_bytes=BUNDLE_DOMAIN + body,
-        header_hash=hashlib.sha256(BUNDLE_DOMAIN + dumps_unchecked(header)).digest(),
+        header_bytes=BUNDLE_DOMAIN + dumps_unchecked(header),
         obj=obj, raw=raw, size=len(raw),
     )
 
@@ -385,6 +494,13 @@ class Payload:
     audience: Audience
     kind: str
     record: dict[str, Any]
+
+    @classmethod
+    def _checked(cls, origin: str, audience: Audience, kind: str, record: dict[str, Any]) -> Payload:
+        """A Payload without the frozen dataclass's __init__ (4 object.__setattr__ calls), for fast paths."""
+        payload = object.__new__(cls)
+        payload.__dict__.update(origin=origin, audience=audience, kind=kind, record=record)
+        return payload
 
     def to_json(self) -> dict[str, Any]:
         """The payload object whose canonical form is encrypted."""

@@ -269,7 +269,28 @@ def _seizure_checker(latest_day_ms: int) -> f.Check:
     # "date" is checked against the caller's today, so the seizure checker is
     # made per day (and kept: rebuilding it per call cost more than the checks);
     # the same key keeps the member's place in the check order.
-    return f.obj({**_SEIZURE, "date": _req(f.date_not_after(today_from_ms(latest_day_ms)))})
+    return f.obj({**_SEIZURE, "date": _req(_date_checker(latest_day_ms))})
+
+
+@functools.lru_cache(maxsize=4)
+def _date_checker(latest_day_ms: int) -> f.Check:
+    return f.date_not_after(today_from_ms(latest_day_ms))
+
+
+@functools.lru_cache(maxsize=4)
+def _latest_date(latest_day_ms: int) -> datetime.date:
+    return today_from_ms(latest_day_ms)
+
+
+def _latest_day_ms(now_ms: int) -> int:
+    # Keyed by the day, not the millisecond, so the caches hit all day.
+    latest_ms = now_ms + EASTERNMOST_OFFSET_MS
+    return latest_ms - latest_ms % 86_400_000
+
+
+def latest_seizure_date(now_ms: int) -> datetime.date:
+    """The latest ``date`` a seizure may carry at ``now_ms`` (as ``validate_record`` decides)."""
+    return _latest_date(_latest_day_ms(now_ms))
 
 
 def validate_record(kind: str, record: object, *, now_ms: int) -> dict[str, Any]:
@@ -282,12 +303,7 @@ def validate_record(kind: str, record: object, *, now_ms: int) -> dict[str, Any]
     """
     if not isinstance(kind, str) or kind not in _CHECKERS:
         raise InvalidRecord("kind", f"{f.show(kind)} is not a record kind ({', '.join(KINDS)})")
-    if kind == "seizure":
-        # Keyed by the day, not the millisecond, so the cache hits all day.
-        latest_ms = now_ms + EASTERNMOST_OFFSET_MS
-        check = _seizure_checker(latest_ms - latest_ms % 86_400_000)
-    else:
-        check = _CHECKERS[kind]
+    check = _seizure_checker(_latest_day_ms(now_ms)) if kind == "seizure" else _CHECKERS[kind]
     return f.check_record(check, record)
 
 

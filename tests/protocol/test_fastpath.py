@@ -254,7 +254,7 @@ def test_parse_json_of_any_bytes(data: bytes) -> None:
 # --- b64u_decode() --------------------------------------------------------------------
 
 B64U_TEXT = st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=40) | st.text(
-    alphabet=string.ascii_letters + string.digits + "-_+/= \n\té\x00", max_size=12
+    alphabet=string.ascii_letters + string.digits + "-_+/= \n\té\x00\"\\", max_size=12
 )
 
 
@@ -481,7 +481,7 @@ def _damaged(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_targeted_damage_fails_as_the_reference_does() -> None:
     for sample in (_sample_bundle(1, "federation"), _sample_bundle(3, "nodes"), _sample_bundle(2, "group")):
-        assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok"
+        assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok" and pb._parse_exact(sample) is not None
         for damaged in _damaged(sample):
             assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(
                 damaged, pb.MAX_BUNDLE_BYTES
@@ -548,3 +548,227 @@ def test_two_bad_members_report_the_same_error_in_any_order() -> None:
                         order = list(_SHAPES[kind])
                         expected = min(first, second, key=order.index)
                         assert forward[0] == expected, (kind, first, second, forward)
+
+
+# --- Payload bytes: msgspec's fast path against parse_json + payload_for ----------------
+
+from protocol.fastpayload import payload_fast, payload_from_plaintext  # noqa: E402
+from tests.protocol.test_records import DROP, SEIZURE, SEIZURE_BAD  # noqa: E402
+
+AUDIENCE = {"scope": "nodes", "nodes": ["n" + "b" * 24, "n" + "c" * 24]}
+HEADER = Audience.from_json(AUDIENCE)
+ORIGIN = "n" + "a" * 24
+
+
+def reference_payload(plaintext: bytes, header: Audience) -> tuple[Any, ...]:
+    try:
+        return ("ok", payload_for(oracle_parse_json(plaintext), header, now_ms=NOW))
+    except MalformedJSON as exc:
+        return ("InvalidBundle", "payload", str(exc))
+    except InvalidBundle as exc:
+        return ("InvalidBundle", exc.reason, exc.detail)
+
+
+def fast_payload(plaintext: bytes, header: Audience) -> tuple[Any, ...]:
+    try:
+        return ("ok", payload_from_plaintext(plaintext, header, now_ms=NOW))
+    except InvalidBundle as exc:
+        return ("InvalidBundle", exc.reason, exc.detail)
+
+
+def assert_payload_as_reference(plaintext: bytes, header: Audience = HEADER) -> tuple[Any, ...]:
+    expected = reference_payload(plaintext, header)
+    assert fast_payload(plaintext, header) == expected, plaintext
+    fast = payload_fast(plaintext, header, now_ms=NOW)
+    if fast is not None:  # the fast path never accepts what the reference refuses
+        assert expected == ("ok", fast), plaintext
+        assert _types(fast.record) == _types(expected[1].record)
+    return expected
+
+
+def _payload_bytes(record: Any, *, kind: Any = "seizure", audience: Any = AUDIENCE, origin: Any = ORIGIN) -> bytes:
+    value = {"origin": origin, "audience": audience, "kind": kind, "record": record}
+    try:
+        return canonical(value)
+    except MalformedJSON:  # floats, lone surrogates: write them anyway, as a forger could
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _at(record: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(record)
+    parent: Any = out
+    for step in path[:-1]:
+        parent = parent[step]
+    if value is _DROP:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return out
+
+
+_DROP = object()
+_BENCH_RECORD = {
+    "id": "0b9f6f2e-4c1a-4f7e-9d35-2a0c7f1e9b11", "version": 1, "category": "medicines",
+    "date": "2020-03-24", "office": {"name": "Lagos Apapa Port", "locode": "NGAPP"},
+    "transport_mode": "sea", "detection_method": "risk-profiling",
+    "concealment": "declared as textiles, masks inside cartons of T-shirts",
+    "commodity": {"description": "surgical face masks, counterfeit CE marking", "hs_code": "630790", "brand": "3M"},
+    "quantity": {"amount": "120000", "unit": "pieces"},
+    "route": {"departure": "CN", "destination": "NG", "transit": ["TG"]},
+    "conveyance": {"container": "CSQU3054383"}, "tlp": "AMBER",
+}
+
+
+def test_valid_seizures_take_the_payload_fast_path() -> None:
+    for record in (SEIZURE, _BENCH_RECORD, _at(_BENCH_RECORD, ("concealment",), "é\n\t\"\\/ 😀 \u2028 ©")):
+        plaintext = _payload_bytes(record)
+        assert payload_fast(plaintext, HEADER, now_ms=NOW) is not None
+        assert assert_payload_as_reference(plaintext)[0] == "ok"
+    # Another audience than the header's is parsed, not borrowed (the caller compares them).
+    other = _payload_bytes(SEIZURE, audience={"scope": "group", "group": "op:ALPHA"})
+    fast = payload_fast(other, HEADER, now_ms=NOW)
+    assert fast is not None and fast.audience == Audience("group", group="op:ALPHA")
+    assert_payload_as_reference(other)
+
+
+def test_bad_seizures_fail_as_the_reference_does() -> None:
+    for path, value, field, _ in SEIZURE_BAD:  # same error as the reference, whatever it says
+        if isinstance(value, int) and abs(value) > 10**100:
+            value = 10**100  # json cannot write a 5000-digit integer; this one is as out of range
+        result = assert_payload_as_reference(_payload_bytes(_at(SEIZURE, path, _DROP if value is DROP else value)))
+        assert result[0] == "InvalidBundle", field
+
+
+def test_targeted_payload_damage_fails_as_the_reference_does() -> None:
+    for record in (SEIZURE, _BENCH_RECORD):
+        payload = {"origin": ORIGIN, "audience": AUDIENCE, "kind": "seizure", "record": record}
+        for damaged in _damaged(payload):
+            assert_payload_as_reference(_payload_bytes(**damaged) if set(damaged) == {"origin", "audience", "kind", "record"} else canonical(damaged))
+        for path in _paths(record):
+            for odd in ("", "x" * 501, "a\x00b", "a\x7fb", "a\x85b", "a\rb", "1e3", "0", "-1", "2023-11-15", "2023-11-16",
+                        "2023-02-30", "CSQU3054384", "02012345676", "IMO9074728", "XX", "NGA", "EUR", "1.5", 1.0, 2**31 + 1, 10**30, 0):
+                assert_payload_as_reference(_payload_bytes(_at(record, path, odd)))
+    # Exactly the reference's texts that the fast path must step aside for.
+    good = _payload_bytes(_BENCH_RECORD)
+    for text in (
+        good.replace(b'"transit":["TG"]', b'"transit":["TG","TG"]'),
+        good.replace(b'"transit":["TG"]', b'"transit":["TG","XX"]'),
+        good.replace(b'"version":1', b'"version":1.0'),
+        good.replace(b'"version":1', b'"version":1e0'),
+        good.replace(b'"version":1', b'"version":1,"version":1'),
+        good.replace(b'"version":1', b'"version":99999999999999999999999'),
+        good.replace(b'"tlp":"AMBER"', b'"tlp":"AMBER","tlp":"AMBER"'),
+        good.replace(b'"kind":"seizure"', b'"kind":"seizure","kind":"seizure"'),
+        good.replace(b'"brand":"3M"', b'"brand":"3\\u004d"'),
+        good.replace(b'"brand":"3M"', b'"brand":"3\\u0001"'),
+        good.replace(b'"brand":"3M"', b'"brand":"3\\ud800"'),
+        good.replace(b'"brand":"3M"', b'"brand":"3\\b"'),
+        good.replace(b'"brand":"3M"', b'"brand":"3\xc2\x85"'),
+        good.replace(b'"brand":"3M"', b'"brand":"3\xff"'),
+        good.replace(b'"brand":"3M"', b'"brand":null'),
+        good.replace(b",", b", "),
+        b"\xef\xbb\xbf" + good,
+        good + b" ",
+        good[:-1],
+        b"[" + good + b"]",
+    ):
+        assert_payload_as_reference(text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_payloads_fail_as_the_reference_does(data: st.DataObject) -> None:
+    record = copy.deepcopy(data.draw(st.sampled_from([SEIZURE, _BENCH_RECORD])))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(record)))
+        parent: Any = record
+        for step in path[:-1]:
+            parent = parent[step]
+        action = data.draw(st.integers(0, 2))
+        if action == 0 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif action == 1 and isinstance(parent, dict):
+            parent[data.draw(st.sampled_from(["x", "tlp", "name", "origin", "hs_code", "brand"]))] = data.draw(ANY_JSON)
+        else:
+            parent[path[-1]] = data.draw(ANY_JSON | ODD_VALUES)
+    assert_payload_as_reference(_payload_bytes(record))
+
+
+# --- Wraps are checked without being decoded ------------------------------------------
+
+
+def test_wraps_are_checked_as_the_reference_does_without_decoding() -> None:
+    sample = _sample_bundle(3, "nodes")
+    wrap = sample["recipients"][1]["wrap"]
+    variants = [wrap[:-1] + c for c in string.ascii_letters + string.digits + "-_+/="]
+    variants += [wrap[:50] + c + wrap[51:] for c in '+/=é "\\\x00*']
+    variants += [wrap + "A", wrap[:-1], wrap[:-2], wrap + "AAAA", wrap[:-4]]
+    for variant in variants:
+        damaged = copy.deepcopy(sample)
+        damaged["recipients"][1]["wrap"] = variant
+        assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), variant
+    bundle = parse_bundle(sample)
+    for r, item in zip(bundle.recipients, sample["recipients"], strict=True):
+        assert r.wrap == b64u_decode(item["wrap"]) and len(r.wrap) == pb.WRAP_BYTES
+        assert bundle.wrap_for(r.node) == r.wrap
+    assert bundle.wrap_for("n" + "z" * 24) is None
+
+
+def test_node_lists_are_checked_in_one_pass_as_the_reference_does() -> None:
+    a, b, c = ("n" + ch * 24 for ch in "abc")
+    odd_lists: list[Any] = [
+        [a + "," + b], [a, b + "," + c], ["", a], [a, ""], [a, a], [b, a], [a, StrSub(b)], [a, b[:-1] + "1"],
+        [a, b.upper()], [a, b + " "], [a, 5], [a, None], [a, b, c], [a[:-1] + "é"],
+    ]
+    for nodes in odd_lists:
+        for where in ("audience", "recipients"):
+            sample = _sample_bundle(3, "nodes")
+            if where == "audience":
+                sample["audience"]["nodes"] = nodes
+            else:
+                sample["recipients"] = [{"node": n, "wrap": sample["recipients"][0]["wrap"]} for n in nodes]
+                sample["origin"] = nodes[0] if isinstance(nodes[0], str) and nodes[0] else a
+            assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES) == reference_outcome(sample, pb.MAX_BUNDLE_BYTES), (where, nodes)
+
+
+def test_ct_is_checked_as_the_reference_does_and_decoded_on_use() -> None:
+    sample = _sample_bundle(2, "nodes")
+    texts = [b64u_encode(bytes(range(n))) for n in (0, 14, 15, 16, 17, 18, 40)]
+    texts += [t[:-1] + c for t in texts[2:5] for c in string.ascii_letters + string.digits + "-_+/=é"]
+    texts += ["A" * n for n in range(18, 26)] + [texts[4][:10] + c + texts[4][11:] for c in '+/= "\\\x00*é']
+    for text in texts:
+        damaged = copy.deepcopy(sample)
+        damaged["ct"] = text
+        assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), text
+    bundle = parse_bundle(sample)
+    assert bundle.ct == b64u_decode(sample["ct"])
+    assert bundle.header_hash == pb.header_hash(bundle.header())
+    assert bundle.header_bytes == pb.BUNDLE_DOMAIN + canonical(bundle.header())
+
+
+def test_long_node_lists_take_the_c_passes_with_the_same_answers() -> None:
+    ids = sorted("n" + ch * 24 for ch in "abcdefghijklmnopq")  # more than pb._FEW
+    assert len(ids) > pb._FEW
+    odd_lists: list[Any] = [
+        ids, ids[::-1], [*ids[:5], ids[4], *ids[5:]], [*ids[:-1], ids[-1] + "," + ids[0]], [*ids[:3], StrSub(ids[3]), *ids[4:]],
+        [*ids[:3], 7, *ids[4:]], [*ids[:3], ids[3][:-1] + "1", *ids[4:]], [*ids[:3], ids[3] + "a", *ids[4:]],
+        [*ids[:3], "", *ids[4:]], [ids[0] + "," + ids[1], *ids[2:]],
+    ]
+    for nodes in odd_lists:
+        for where in ("audience", "recipients"):
+            sample = _sample_bundle(3, "nodes")
+            wrap = sample["recipients"][0]["wrap"]
+            if where == "audience":
+                sample["audience"]["nodes"] = nodes
+            else:
+                sample["recipients"] = [{"node": n, "wrap": wrap} for n in nodes]
+                sample["origin"] = ids[1]
+            assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES) == reference_outcome(sample, pb.MAX_BUNDLE_BYTES), (where, nodes)
+        sample = _sample_bundle(3, "nodes")
+        sample["recipients"] = [{"node": n, "wrap": wrap} for n in ids]
+        sample["origin"] = ids[1]
+        for i, bad_wrap in ((3, wrap[:-1] + "B"), (5, wrap[:-1]), (7, wrap[:9] + "+" + wrap[10:]), (9, 12)):
+            damaged = copy.deepcopy(sample)
+            damaged["recipients"][i]["wrap"] = bad_wrap
+            assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), bad_wrap
+    assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok" and pb._parse_exact(sample) is not None

@@ -1,0 +1,271 @@
+"""The payload's fast path: a decrypted payload's bytes to a Payload, in compiled code where it can.
+
+Every bundle a recipient opens passes here (PROTOCOL.md 3.1, recipient part,
+and 3.2), and the reference path (``parse_json`` with its strict hooks, then
+``payload_for`` with the record checkers of ``protocol.fields``) spends more
+time in Python than libsodium spends decrypting. This path asks msgspec to
+parse the JSON and to check a record's structure (members, types, enums,
+country and currency codes, patterns, lengths, ranges, calendar dates)
+against a Struct mirror of the shape in ``protocol.records``, then checks in
+Python only what msgspec cannot state (a date not in the future, a locode's
+country, a positive amount, transit without repeats, check digits, the
+personal-data rule).
+
+Only seizures, the bulk of the traffic, are mirrored so far; every other
+kind takes the reference path, with the same result.
+
+It accepts a subset of what the reference accepts and returns the same
+Payload; for anything else it answers None and the caller runs the
+reference, which decides and words the error. tests/protocol/test_fastpath.py
+holds the two to the same answers. The subset:
+
+- the plaintext is exactly msgspec's sorted-key encoding of what it decodes
+  to, so it held no duplicate key (a key given twice decodes once and
+  re-encodes shorter) and no whitespace or escapes that a sender would not
+  write; cenmesh's own canonical bytes are such a text;
+- it has no escape other than ``\\n``, ``\\t``, ``\\"``, ``\\\\``, ``\\/`` and
+  no raw DEL or C1 character, so no string in it holds a control character
+  the record rules forbid;
+- the kind is ``seizure``, and every member is typed in the mirror below,
+  so a float, a null or an integer out of range cannot pass unseen.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from protocol import fields as f
+from protocol.bundle import Audience, Payload, _audience_exact, payload_for
+from protocol.canonical import parse_json
+from protocol.errors import InvalidBundle, InvalidRecord, MalformedJSON
+from protocol.records import (
+    DETECTION_METHODS,
+    HANDLING_CODES,
+    MAX_PARTIES,
+    MAX_VERSION,
+    PARTY_ROLES,
+    SEIZURE_CATEGORIES,
+    TLP_LEVELS,
+    TRANSPORT_MODES,
+    UNITS,
+    check_personal_data,
+    latest_seizure_date,
+)
+
+_UNSET = msgspec.UNSET
+UnsetType = msgspec.UnsetType
+
+
+def _text(max_len: int, min_len: int = 0) -> Any:
+    # msgspec counts code points, as len() does. Control characters are ruled
+    # out for the whole plaintext at once (see _may_hold_controls).
+    return Annotated[str, msgspec.Meta(min_length=min_len, max_length=max_len)]
+
+
+def _pattern(regex: str) -> Any:
+    # msgspec runs re.search: anchored with \Z, since $ also matches before a final newline.
+    return Annotated[str, msgspec.Meta(pattern=f"^(?:{regex})\\Z")]
+
+
+def _literal(values: Iterable[str]) -> Any:
+    return Literal[tuple(sorted(values))]
+
+
+# The same sets and patterns as protocol.fields; what a pattern cannot say
+# (check digits, a locode's country, a positive amount) is checked after.
+_UUID = _pattern(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_COUNTRY = _literal(f._COUNTRIES)
+_CURRENCY = _literal(f._CURRENCIES)
+_DECIMAL = _pattern(r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?")
+_LOCODE = _pattern(r"[A-Z]{2}[A-Z2-9]{3}")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class _Office(_Strict):
+    name: _text(200, 1)  # type: ignore[valid-type]
+    locode: _LOCODE  # type: ignore[valid-type]
+
+
+class _Commodity(_Strict):
+    description: _text(500, 1)  # type: ignore[valid-type]
+    hs_code: _pattern(r"[0-9]{6,10}") | UnsetType = _UNSET  # type: ignore[valid-type]
+    brand: _text(200, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
+    rights_holder: _text(200, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _Quantity(_Strict):
+    amount: _DECIMAL  # type: ignore[valid-type]
+    unit: _literal(UNITS)  # type: ignore[valid-type]
+
+
+class _Value(_Strict):
+    amount: _DECIMAL  # type: ignore[valid-type]
+    currency: _CURRENCY  # type: ignore[valid-type]
+
+
+class _Route(_Strict):
+    departure: _COUNTRY  # type: ignore[valid-type]
+    destination: _COUNTRY  # type: ignore[valid-type]
+    transit: Annotated[list[_COUNTRY], msgspec.Meta(max_length=50)]  # type: ignore[valid-type]
+    origin: _COUNTRY | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _TransportRefs(_Strict):
+    container: str | UnsetType = _UNSET  # f.container (check digit)
+    awb: str | UnsetType = _UNSET  # f.awb (check digit)
+    bill_of_lading: _pattern(r"[A-Z0-9]{1,35}") | UnsetType = _UNSET  # type: ignore[valid-type]
+    vessel_imo: str | UnsetType = _UNSET  # f.vessel_imo (check digit)
+    flight: _pattern(r"[A-Z0-9]{2}[0-9]{1,4}[A-Z]?") | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _Party(_Strict):
+    role: _literal(PARTY_ROLES)  # type: ignore[valid-type]
+    name: _text(200, 1)  # type: ignore[valid-type]
+    country: _COUNTRY | UnsetType = _UNSET  # type: ignore[valid-type]
+    identifier: _text(100, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _Seizure(_Strict):
+    id: _UUID  # type: ignore[valid-type]
+    version: Annotated[int, msgspec.Meta(ge=1, le=MAX_VERSION)]
+    category: _literal(SEIZURE_CATEGORIES)  # type: ignore[valid-type]
+    date: datetime.date  # msgspec reads exactly YYYY-MM-DD, a real calendar date
+    office: _Office
+    transport_mode: _literal(TRANSPORT_MODES)  # type: ignore[valid-type]
+    detection_method: _literal(DETECTION_METHODS)  # type: ignore[valid-type]
+    concealment: _text(500)  # type: ignore[valid-type]
+    commodity: _Commodity
+    quantity: _Quantity
+    route: _Route
+    tlp: _literal(TLP_LEVELS)  # type: ignore[valid-type]
+    value: _Value | UnsetType = _UNSET
+    conveyance: _TransportRefs | UnsetType = _UNSET
+    parties: Annotated[list[_Party], msgspec.Meta(max_length=MAX_PARTIES)] | UnsetType = _UNSET
+    narrative: _text(5000) | UnsetType = _UNSET  # type: ignore[valid-type]
+    handling: _literal(HANDLING_CODES) | UnsetType = _UNSET  # type: ignore[valid-type]
+
+
+class _SeizurePayload(_Strict):
+    # origin and audience are judged on the untyped decode (see payload_fast).
+    origin: msgspec.Raw
+    audience: msgspec.Raw
+    kind: Literal["seizure"]
+    record: _Seizure
+
+
+_decode = msgspec.json.Decoder().decode
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+_decode_seizure = msgspec.json.Decoder(_SeizurePayload).decode
+
+# An escape other than \n \t \" \\ \/ (so \b \f \r \uXXXX), DEL, or a C1
+# control (U+0080..U+009F, C2 80..C2 9F in UTF-8): where a forbidden control
+# character would show in the text. Seeing one only sends the payload to the
+# reference, which judges it; an escaped backslash before a "u" also does.
+# The regexes run only when memchr finds their first byte (a regex scan of a
+# whole payload costs ~3 us).
+_ESCAPE = re.compile(rb"\\[bfru]").search
+_C1 = re.compile(rb"\xc2[\x80-\x9f]").search
+
+
+def _may_hold_controls(plaintext: bytes) -> bool:
+    return bool(
+        (b"\\" in plaintext and _ESCAPE(plaintext))
+        or b"\x7f" in plaintext
+        or (b"\xc2" in plaintext and _C1(plaintext))
+    )
+
+
+_PAYLOAD_KEYS = frozenset(("origin", "audience", "kind", "record"))
+_is_node_id = re.compile(r"n[a-z2-7]{24}").fullmatch
+_NON_ZERO_DIGIT = re.compile(r"[1-9]").search
+_COUNTRIES = f._COUNTRIES
+
+
+def payload_fast(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload | None:
+    """The Payload of a valid ``plaintext`` inside the subset described above, else None.
+
+    ``header`` is the bundle's checked audience. Like ``payload_for`` it does
+    not compare the payload's origin and audience with the header's; the
+    caller does.
+    """
+    if _may_hold_controls(plaintext):
+        return None
+    try:
+        obj = _decode(plaintext)
+        if type(obj) is not dict or obj.keys() != _PAYLOAD_KEYS or _encode_sorted(obj) != plaintext:
+            return None
+    except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+        return None
+    origin, wire_audience, kind, record = obj["origin"], obj["audience"], obj["kind"], obj["record"]
+    if type(origin) is not str or not _is_node_id(origin) or kind != "seizure":
+        return None
+    audience = header if wire_audience == header.to_json() else _audience_exact(wire_audience)
+    if audience is None:
+        return None
+    try:
+        # A second, typed decode of the same bytes checks the record's structure
+        # (cheaper than msgspec.convert of the dict); the dict, which is what
+        # the reference returns, is what we keep.
+        seizure = _decode_seizure(plaintext).record
+    except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
+        return None
+    if not _seizure_extras_ok(seizure, now_ms):
+        return None
+    try:
+        check_personal_data(kind, record, audience.scope)
+    except InvalidRecord:  # the reference words it
+        return None
+    return Payload._checked(origin, audience, kind, record)
+
+
+def _seizure_extras_ok(s: _Seizure, now_ms: int) -> bool:
+    """The seizure rules msgspec's types cannot state (check digits by the reference checkers)."""
+    locode: str = s.office.locode
+    if s.date > latest_seizure_date(now_ms) or locode[:2] not in _COUNTRIES:
+        return False
+    if not _NON_ZERO_DIGIT(s.quantity.amount):
+        return False
+    transit = s.route.transit
+    if len(set(transit)) != len(transit):
+        return False
+    conveyance = s.conveyance
+    if conveyance is not _UNSET:
+        container, awb, imo = conveyance.container, conveyance.awb, conveyance.vessel_imo
+        if (
+            container is _UNSET and awb is _UNSET and imo is _UNSET
+            and conveyance.bill_of_lading is _UNSET and conveyance.flight is _UNSET
+        ):
+            return False  # the reference wants at least one member
+        try:
+            if container is not _UNSET:
+                f.container(container)
+            if awb is not _UNSET:
+                f.awb(awb)
+            if imo is not _UNSET:
+                f.vessel_imo(imo)
+        except f.Rejected:
+            return False
+    return True
+
+
+def payload_from_plaintext(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload:
+    """``payload_for(parse_json(plaintext), header)``, with parse errors as InvalidBundle('payload').
+
+    The fast path answers for the payloads cenmesh itself seals; the reference
+    decides everything else and words every error.
+    """
+    payload = payload_fast(plaintext, header, now_ms=now_ms)
+    if payload is not None:
+        return payload
+    try:
+        return payload_for(parse_json(plaintext), header, now_ms=now_ms)
+    except MalformedJSON as exc:
+        raise InvalidBundle("payload", str(exc)) from None
