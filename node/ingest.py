@@ -137,7 +137,8 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None) -> IngestResul
                 result.new_urgent.append(parse_bundle(objs[index_of[bid]]))
         else:
             result.duplicate.append(bid)
-    if any(p.kind == "roster" for bid, p in payloads.items() if bid in result.accepted):
+    accepted = set(result.accepted)
+    if any(p.kind == "roster" for bid, p in payloads.items() if bid in accepted):
         await node.refresh_rosters()
     if result.rejected and via:
         reasons: dict[str, int] = {}
