@@ -71,11 +71,20 @@ class _Abort(Exception):
 _Part = tuple[list[BundleRow], dict[str, Checked]] | None | _Abort
 
 
+PART_WAIT_S = 300  # a part is a few ms of checking: waiting longer means the event loop is gone
+
+
 def _store_parts(conn: Any, parts: queue.SimpleQueue[_Part]) -> list[str]:
-    """Store the parts of one batch as they arrive (on the writer thread, in one transaction) until None."""
+    """Store the parts of one batch as they arrive (on the writer thread, in one transaction) until None.
+
+    Never waits forever: the single writer must not be held by a batch whose feeder died.
+    """
     inserted: list[str] = []
     while True:
-        part = parts.get()
+        try:
+            part = parts.get(timeout=PART_WAIT_S)
+        except queue.Empty:
+            raise _Abort(f"no part of the batch came within {PART_WAIT_S} s") from None
         if part is None:
             return inserted
         if isinstance(part, _Abort):
