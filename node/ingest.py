@@ -5,11 +5,12 @@ loop, in a thread or in worker processes for large batches; everything that is s
 one transaction by the store's single writer, so a crash leaves either the
 whole batch or none of it, and a repeated batch stores nothing twice.
 
-A large batch is checked in parts, and the writer stores each part as soon
-as it is checked, while the workers check the next ones: the transaction
-stays open across the parts (the writer thread takes them from a queue)
-and commits once the last part is in, so checking and storing overlap
-without giving up the one transaction per batch.
+A large batch is checked in parts (one per worker process), and the writer
+stores each part as soon as it is checked: the transaction stays open
+across the parts (the writer thread takes them from a queue) and commits
+once the last part is in, so one transaction per batch holds. The record
+bodies and search index rows are worked out by the workers, beside the
+checks, so the single writer only writes.
 """
 
 from __future__ import annotations
