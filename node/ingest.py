@@ -4,11 +4,20 @@ The CPU work (signatures, decryption) runs in node/verify.py off the event
 loop, in a thread or in worker processes for large batches; everything that is stored for one batch is written in
 one transaction by the store's single writer, so a crash leaves either the
 whole batch or none of it, and a repeated batch stores nothing twice.
+
+A large batch is checked in parts (one per worker process), and the writer
+stores each part as soon as it is checked: the transaction stays open
+across the parts (the writer thread takes them from a queue) and commits
+once the last part is in, so one transaction per batch holds. The record
+bodies and search index rows are worked out by the workers, beside the
+checks, so the single writer only writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import queue
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +27,7 @@ from node.store import peers as peer_store
 from node.store import records as record_store
 from node.store import search_index
 from node.store.bundles import BundleRow
-from node.verify import Refused
+from node.verify import Checked, Refused
 from protocol.bundle import Bundle, Payload, parse_bundle
 
 log = logging.getLogger("cenmesh.ingest")
@@ -40,19 +49,48 @@ class IngestResult:
         }
 
 
-def _store_batch(conn: Any, rows: list[BundleRow], payloads: dict[str, Payload]) -> list[str]:
+def _store_batch(conn: Any, rows: list[BundleRow], checked: dict[str, Checked]) -> list[str]:
     inserted = bundle_store.insert_bundles(conn, rows)
     created = {r.id: r.created for r in rows}
-    for bid in inserted:
-        payload = payloads.get(bid)
-        if payload is None:
-            continue
-        problem = record_store.apply_payload(conn, bid, created[bid], payload)
-        if problem:
-            log.warning("bundle %s: record refused: %s", bid, problem)
-            conn.execute("UPDATE bundles SET state='undecryptable', note=? WHERE id=?", ("record: " + problem[:200], bid))
-    search_index.index_payloads(conn, {bid: payloads[bid] for bid in inserted if bid in payloads})
+    opened = [(bid, checked[bid]) for bid in inserted if checked[bid].payload is not None]
+    problems = record_store.apply_payloads(conn, [(bid, created[bid], c.payload, c.body) for bid, c in opened
+                                                  if c.payload is not None])
+    for bid, problem in problems.items():
+        log.warning("bundle %s: record refused: %s", bid, problem)
+    if problems:
+        conn.executemany("UPDATE bundles SET state='undecryptable', note=? WHERE id=?",
+                         [("record: " + problem[:200], bid) for bid, problem in problems.items()])
+    search_index.index_payloads(conn, {bid: c.payload for bid, c in opened if c.payload is not None},
+                                {bid: c.prepared for bid, c in opened})
     return inserted
+
+
+class _Abort(Exception):
+    """The batch could not be checked to the end: the writer rolls back what it stored of it."""
+
+
+_Part = tuple[list[BundleRow], dict[str, Checked]] | None | _Abort
+
+
+PART_WAIT_S = 300  # a part is a few ms of checking: waiting longer means the event loop is gone
+
+
+def _store_parts(conn: Any, parts: queue.SimpleQueue[_Part]) -> list[str]:
+    """Store the parts of one batch as they arrive (on the writer thread, in one transaction) until None.
+
+    Never waits forever: the single writer must not be held by a batch whose feeder died.
+    """
+    inserted: list[str] = []
+    while True:
+        try:
+            part = parts.get(timeout=PART_WAIT_S)
+        except queue.Empty:
+            raise _Abort(f"no part of the batch came within {PART_WAIT_S} s") from None
+        if part is None:
+            return inserted
+        if isinstance(part, _Abort):
+            raise part
+        inserted += _store_batch(conn, *part)
 
 
 async def ingest(node: Node, objs: list[Any], *, via: str | None) -> IngestResult:
@@ -66,23 +104,41 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None) -> IngestResul
     """
     now = node.now_ms()
     result = IngestResult()
-    outcomes = await node.verifier.check(objs, node.snapshot(), now, via)
     rows: dict[str, BundleRow] = {}
     payloads: dict[str, Payload] = {}
     index_of: dict[str, int] = {}
     order: list[str] = []
-    for outcome in outcomes:
-        if isinstance(outcome, Refused):
-            log.info("rejected bundle %s from %s: %s %s", outcome.id or "?", via or "local", outcome.reason, outcome.detail)
-            result.rejected.append((outcome.id, outcome.reason))
-            continue
-        bid = outcome.row.id
-        order.append(bid)
-        if bid not in rows:
-            rows[bid], index_of[bid] = outcome.row, outcome.index
-            if outcome.payload is not None:
-                payloads[bid] = outcome.payload
-    inserted = set(await node.store.write(_store_batch, list(rows.values()), payloads)) if rows else set()
+    parts: queue.SimpleQueue[_Part] = queue.SimpleQueue()
+    writing: asyncio.Future[list[str]] | None = None
+    try:
+        async for outcomes in node.verifier.check_parts(objs, node.snapshot(), now, via):
+            part_rows: list[BundleRow] = []
+            part_checked: dict[str, Checked] = {}
+            for outcome in outcomes:
+                if isinstance(outcome, Refused):
+                    log.info("rejected bundle %s from %s: %s %s", outcome.id or "?", via or "local", outcome.reason,
+                             outcome.detail)
+                    result.rejected.append((outcome.id, outcome.reason))
+                    continue
+                bid = outcome.row.id
+                order.append(bid)
+                if bid not in rows:
+                    rows[bid], index_of[bid] = outcome.row, outcome.index
+                    part_rows.append(outcome.row)
+                    part_checked[bid] = outcome
+                    if outcome.payload is not None:
+                        payloads[bid] = outcome.payload
+            if part_rows:
+                parts.put((part_rows, part_checked))
+                if writing is None:
+                    writing = asyncio.ensure_future(node.store.write(_store_parts, parts))
+    except BaseException:
+        if writing is not None:
+            parts.put(_Abort("checking the batch failed"))
+            await asyncio.gather(writing, return_exceptions=True)
+        raise
+    parts.put(None)
+    inserted = set(await writing) if writing is not None else set()
     for bid in order:
         if bid in inserted:
             inserted.discard(bid)
@@ -91,7 +147,8 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None) -> IngestResul
                 result.new_urgent.append(parse_bundle(objs[index_of[bid]]))
         else:
             result.duplicate.append(bid)
-    if any(p.kind == "roster" for bid, p in payloads.items() if bid in result.accepted):
+    accepted = set(result.accepted)
+    if any(p.kind == "roster" for bid, p in payloads.items() if bid in accepted):
         await node.refresh_rosters()
     if result.rejected and via:
         reasons: dict[str, int] = {}

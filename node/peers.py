@@ -143,7 +143,8 @@ class SyncDriver:
         try:
             if others:
                 await asyncio.gather(*others, return_exceptions=True)
-            theirs = [i for i in ids if i not in set(mine)]
+            claimed = set(mine)
+            theirs = [i for i in ids if i not in claimed]
             stored = await self.node.store.read(bundle_store.known_ids, theirs) if theirs else set()
             wanted = mine + [i for i in theirs if i not in stored]
             if wanted:

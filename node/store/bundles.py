@@ -37,20 +37,33 @@ def known_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
 
 
 def insert_bundles(conn: sqlite3.Connection, rows: Iterable[BundleRow]) -> list[str]:
-    """Insert rows not yet stored (idempotent); returns the ids actually inserted, in order."""
-    inserted = []
+    """Insert rows not yet stored (idempotent); returns the ids actually inserted, in order.
+
+    One statement per table for the whole batch: the rows already held are
+    found first, the rest inserted with ``executemany`` and their ``seq``
+    (given in order, above every seq before) read back for the recipients.
+    Call it inside a write transaction (the store's single writer).
+    """
+    rows = list(rows)
+    held = known_ids(conn, [r.id for r in rows])
+    new: list[BundleRow] = []
     for row in rows:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO bundles (id, origin, created, expires, urgent, size, scope, raw, state, note, via, received)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (row.id, row.origin, row.created, row.expires, int(row.urgent), row.size, row.scope,
-             row.raw, row.state, row.note, row.via, row.received),
-        )
-        if cur.rowcount == 1:
-            seq = cur.lastrowid
-            conn.executemany("INSERT INTO bundle_recipients (node, seq) VALUES (?, ?)", [(n, seq) for n in row.recipients])
-            inserted.append(row.id)
-    return inserted
+        if row.id not in held:
+            held.add(row.id)
+            new.append(row)
+    if not new:
+        return []
+    before = max_seq(conn)
+    conn.executemany(
+        "INSERT INTO bundles (id, origin, created, expires, urgent, size, scope, raw, state, note, via, received)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        [(row.id, row.origin, row.created, row.expires, int(row.urgent), row.size, row.scope, row.raw, row.state,
+          row.note, row.via, row.received) for row in new],
+    )
+    seq = dict(conn.execute("SELECT id, seq FROM bundles WHERE seq > ?", (before,)).fetchall())
+    conn.executemany("INSERT INTO bundle_recipients (node, seq) VALUES (?, ?)",
+                     [(n, seq[row.id]) for row in new for n in row.recipients])
+    return [row.id for row in new]
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,85 @@ from typing import Any
 from protocol.bundle import Payload
 
 
-def apply_payload(conn: sqlite3.Connection, bundle_id: str, created: int, payload: Payload) -> str | None:
+def body_of(record: dict[str, Any]) -> str:
+    """A record as ``records.body`` and ``record_versions.body`` keep it."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+# Kinds whose new record ids need nothing but two inserts (no ownership, retraction or roster rules).
+_PLAIN_KINDS = frozenset({"seizure", "alert", "message", "feedback"})
+_INSERT_VERSION = "INSERT OR IGNORE INTO record_versions (id, version, bundle_id, created, body) VALUES (?,?,?,?,?)"
+_UPSERT_RECORD = (
+    "INSERT INTO records (id, origin, kind, version, bundle_id, audience, created, ref, body)"
+    " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET version=excluded.version,"
+    " bundle_id=excluded.bundle_id, audience=excluded.audience, created=excluded.created,"
+    " ref=excluded.ref, body=excluded.body"
+)
+
+
+def apply_payloads(conn: sqlite3.Connection, items: list[tuple[str, int, Payload, str | None]]) -> dict[str, str]:
+    """``apply_payload`` for (bundle id, created, payload, body or None) in order; the reasons by bundle id.
+
+    The common case, a record id not held yet of a kind with no rules of its
+    own, is written with one ``executemany`` per table for the whole run of
+    such payloads; every other payload goes through ``apply_payload`` after
+    the run before it is written, so the order of effects is the batch's.
+    """
+    problems: dict[str, str] = {}
+    rids = [p.record["id"] for _, _, p, _ in items]
+    held: set[str] = set()
+    for i in range(0, len(rids), 500):
+        part = rids[i:i + 500]
+        marks = ",".join("?" * len(part))
+        held.update(r[0] for r in conn.execute(f"SELECT id FROM records WHERE id IN ({marks})", part))  # noqa: S608
+    run: list[tuple[str, int, Payload, str]] = []
+    for bundle_id, created, payload, body in items:
+        rid = payload.record["id"]
+        if payload.kind in _PLAIN_KINDS and rid not in held:
+            held.add(rid)
+            run.append((bundle_id, created, payload, body or body_of(payload.record)))
+            continue
+        _insert_new(conn, run)
+        run = []
+        held.add(rid)
+        problem = apply_payload(conn, bundle_id, created, payload, body)
+        if problem:
+            problems[bundle_id] = problem
+    _insert_new(conn, run)
+    return problems
+
+
+def _insert_new(conn: sqlite3.Connection, run: list[tuple[str, int, Payload, str]]) -> None:
+    """Write records whose ids are not held (what ``apply_payload`` does for them, a statement per table)."""
+    if not run:
+        return
+    conn.executemany(_INSERT_VERSION, [(p.record["id"], p.record["version"], bid, created, body)
+                                       for bid, created, p, body in run])
+    conn.executemany(_UPSERT_RECORD, [
+        (p.record["id"], p.origin, p.kind, p.record["version"], bid, p.audience.describe(), created,
+         p.record.get("ref"), body) for bid, created, p, body in run])
+    # A retraction may have come first (sync order is not creation order): such records arrive retracted.
+    pairs = [(p.record["id"], p.origin) for _, _, p, _ in run]
+    retracted: list[tuple[str]] = []
+    for i in range(0, len(pairs), 400):
+        part = pairs[i:i + 400]
+        refs = ",".join("?" * len(part))
+        hits = {(r[0], r[1]) for r in conn.execute(
+            f"SELECT ref, origin FROM records WHERE kind = 'retract' AND ref IN ({refs})",  # noqa: S608
+            [rid for rid, _ in part])}
+        retracted += [(rid,) for rid, origin in part if (rid, origin) in hits]
+    if retracted:
+        conn.executemany("UPDATE records SET retracted = 1 WHERE id = ?", retracted)
+
+
+def apply_payload(conn: sqlite3.Connection, bundle_id: str, created: int, payload: Payload,
+                  body: str | None = None) -> str | None:
     """Store the record a bundle carried; returns a reason when it must not be shown.
 
     A record id is owned by the origin that first used it: a version or a
     retraction from anyone else is refused. A lower version than the one held
-    goes to history only.
+    goes to history only. ``body``: the record as ``body_of`` gives it, if
+    already worked out.
     """
     record = payload.record
     rid, version = record["id"], record["version"]
@@ -29,20 +102,11 @@ def apply_payload(conn: sqlite3.Connection, bundle_id: str, created: int, payloa
         owner = conn.execute("SELECT owner FROM rosters WHERE grp = ?", (record["group"],)).fetchone()
         if owner is not None and owner["owner"] != payload.origin:
             return f"roster for {record['group']} from {payload.origin}, owned by {owner['owner']}"
-    body = json.dumps(record, ensure_ascii=False, sort_keys=True)
-    conn.execute(
-        "INSERT OR IGNORE INTO record_versions (id, version, bundle_id, created, body) VALUES (?,?,?,?,?)",
-        (rid, version, bundle_id, created, body),
-    )
+    body = body or body_of(record)
+    conn.execute(_INSERT_VERSION, (rid, version, bundle_id, created, body))
     if row is None or version > row["version"]:
-        conn.execute(
-            "INSERT INTO records (id, origin, kind, version, bundle_id, audience, created, ref, body)"
-            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET version=excluded.version,"
-            " bundle_id=excluded.bundle_id, audience=excluded.audience, created=excluded.created,"
-            " ref=excluded.ref, body=excluded.body",
-            (rid, payload.origin, payload.kind, version, bundle_id, payload.audience.describe(), created,
-             record.get("ref"), body),
-        )
+        conn.execute(_UPSERT_RECORD, (rid, payload.origin, payload.kind, version, bundle_id, payload.audience.describe(),
+                                      created, record.get("ref"), body))
     if payload.kind == "retract":
         conn.execute("UPDATE records SET retracted = 1 WHERE id = ? AND origin = ?", (record["ref"], payload.origin))
     elif row is None and conn.execute(

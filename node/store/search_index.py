@@ -76,9 +76,17 @@ _INSERT_FACETS = (
 )
 
 
+# What ``prepare`` works out of one record: its facets row, rowid tail, text and tags (flags left out).
+Prepared = tuple[tuple[str | None, ...], int, str, str]
+
+
 @dataclass(frozen=True)
 class IndexEntry:
-    """What the index needs of one record: the ``records`` row's columns and its flags."""
+    """What the index needs of one record: the ``records`` row's columns and its flags.
+
+    ``prepared``: ``prepare``'s answer for this record, worked out before
+    (by ingest's workers, off the writer thread), or None to work it out here.
+    """
 
     id: str
     kind: str
@@ -87,6 +95,7 @@ class IndexEntry:
     record: dict[str, Any]
     retracted: bool = False
     has_feedback: bool = False
+    prepared: Prepared | None = None
 
 
 def category_code(category: str | None) -> int:
@@ -189,6 +198,24 @@ def tags_of(kind: str, origin: str, row: tuple[str | None, ...], retracted: bool
     return " ".join(out)
 
 
+def prepare(kind: str, origin: str, record: dict[str, Any], created: int) -> Prepared | None:
+    """Everything of a record's index rows that does not depend on the store (None for kinds not indexed).
+
+    A pure function of the record, so ingest works it out in its worker
+    processes, beside the signature checks, and the single writer only writes.
+    """
+    if kind not in INDEXED_KINDS:
+        return None
+    row = facets(kind, record, created)
+    tail = lag_class(kind, row[5], created) << 4 | category_code(row[0])
+    return row, tail, search_text(kind, record), tags_of(kind, origin, row, False, False)
+
+
+def _flagged(tags: str, retracted: bool, has_feedback: bool) -> str:
+    """``tags`` without flags (``prepare``'s) with the flags added, as ``tags_of`` puts them."""
+    return tags + (" fb1" if has_feedback else "") + (" rt1" if retracted else "")
+
+
 def search_text(kind: str, record: dict[str, Any]) -> str:
     """The words a record is found by: goods, brands, concealment, narrative, titles, places, transport refs.
 
@@ -229,28 +256,29 @@ def write_entries(conn: sqlite3.Connection, entries: Sequence[IndexEntry]) -> in
         part = ids[i:i + _CHUNK]
         marks = ",".join("?" * len(part))
         held.update(conn.execute(f"SELECT id, rowid FROM record_facets WHERE id IN ({marks})", part))  # noqa: S608
-    todo: list[tuple[IndexEntry, tuple[str | None, ...], int, int | None]] = []
+    todo: list[tuple[IndexEntry, Prepared, int | None]] = []
     seen: set[str] = set()
     for e in reversed(entries):  # the last entry for an id wins
         if e.id in seen:
             continue
         seen.add(e.id)
-        row = facets(e.kind, e.record, e.created)
-        tail = lag_class(e.kind, row[5], e.created) << 4 | category_code(row[0])
+        prepared = e.prepared or prepare(e.kind, e.origin, e.record, e.created)
+        assert prepared is not None  # only indexed kinds are left
+        tail = prepared[1]
         old = held.get(e.id)
         keep = old is not None and old >> SLOT_BITS == rowid_base(e.created) >> SLOT_BITS and old & 63 == tail
-        todo.append((e, row, tail, old if keep else None))
-    next_free = _slot_tops(conn, {rowid_base(e.created) for e, _, _, kept in todo if kept is None})
+        todo.append((e, prepared, old if keep else None))
+    next_free = _slot_tops(conn, {rowid_base(e.created) for e, _, kept in todo if kept is None})
     facet_rows: list[tuple[Any, ...]] = []
     fts_rows: list[tuple[int, str, str]] = []
     stale: list[tuple[int]] = []
-    for e, row, tail, kept in todo:
+    for e, (row, tail, text, tags), kept in todo:
         rowid = kept if kept is not None else _allocate(conn, e.created, tail, next_free)
         old = held.get(e.id)
         if old is not None:
             stale.append((old,))
         facet_rows.append((rowid, e.id, e.kind, e.origin, *row, int(e.has_feedback), int(e.retracted), e.created))
-        fts_rows.append((rowid, search_text(e.kind, e.record), tags_of(e.kind, e.origin, row, e.retracted, e.has_feedback)))
+        fts_rows.append((rowid, text, _flagged(tags, e.retracted, e.has_feedback)))
     if stale:
         conn.executemany("DELETE FROM records_fts WHERE rowid = ?", stale)
     conn.executemany(_INSERT_FACETS, facet_rows)
@@ -287,21 +315,25 @@ def _allocate(conn: sqlite3.Connection, created: int, tail: int, next_free: dict
 
 
 def _entries(rows: Iterable[sqlite3.Row | tuple[Any, ...]],
-             known: dict[str, dict[str, Any]] | None = None) -> list[IndexEntry]:
+             known: Mapping[str, dict[str, Any]] | None = None,
+             prepared: Mapping[str, Prepared | None] | None = None) -> list[IndexEntry]:
     """Index entries from ``records`` rows (id, kind, origin, created, bundle id, body, retracted, has_feedback).
 
     ``known`` holds the records of bundles in hand, by bundle id: a row that
-    came from one of them is not parsed again.
+    came from one of them is not parsed again; ``prepared`` their index rows
+    as ``prepare`` worked them out, by bundle id.
     """
     out = []
     for rid, kind, origin, created, bundle_id, body, retracted, feedback in rows:
         record = (known or {}).get(bundle_id) or json.loads(body)
-        out.append(IndexEntry(rid, kind, origin, created, record, bool(retracted), bool(feedback)))
+        out.append(IndexEntry(rid, kind, origin, created, record, bool(retracted), bool(feedback),
+                              (prepared or {}).get(bundle_id)))
     return out
 
 
 def index_records(conn: sqlite3.Connection, ids: Iterable[str],
-                  known: dict[str, dict[str, Any]] | None = None) -> int:
+                  known: Mapping[str, dict[str, Any]] | None = None,
+                  prepared: Mapping[str, Prepared | None] | None = None) -> int:
     """Rewrite the index rows of these record ids from ``records`` (ids of other kinds are skipped)."""
     ids = list(dict.fromkeys(ids))
     written = 0
@@ -311,16 +343,18 @@ def index_records(conn: sqlite3.Connection, ids: Iterable[str],
         rows = conn.execute(
             f"SELECT r.id, r.kind, r.origin, r.created, r.bundle_id, r.body, {_FLAGS_SQL} FROM records r"  # noqa: S608
             f" WHERE r.id IN ({marks}) AND r.kind IN ('seizure', 'alert', 'message')", part).fetchall()
-        written += write_entries(conn, _entries(rows, known))
+        written += write_entries(conn, _entries(rows, known, prepared))
     return written
 
 
-def index_payloads(conn: sqlite3.Connection, payloads: Mapping[str, Payload]) -> None:
+def index_payloads(conn: sqlite3.Connection, payloads: Mapping[str, Payload],
+                   prepared: Mapping[str, Prepared | None] | None = None) -> None:
     """Bring the index up to date after ``records`` took these payloads, by bundle id (ingest's hook, same transaction).
 
     A searchable record is rewritten from ``records`` (the payload may have
     been an older version, or refused), and so is the record a feedback or
-    a retraction refers to (its ``fb1`` / ``rt1`` tags change).
+    a retraction refers to (its ``fb1`` / ``rt1`` tags change). ``prepared``:
+    ``prepare``'s answers for the payloads' records, by bundle id, if known.
     """
     ids: list[str] = []
     known: dict[str, dict[str, Any]] = {}
@@ -331,7 +365,7 @@ def index_payloads(conn: sqlite3.Connection, payloads: Mapping[str, Payload]) ->
         elif p.kind in ("feedback", "retract") and isinstance(p.record.get("ref"), str):
             ids.append(p.record["ref"])
     if ids:
-        index_records(conn, ids, known)
+        index_records(conn, ids, known, prepared)
 
 
 def reindex_all(conn: sqlite3.Connection, *, batch: int = 5000) -> int:
