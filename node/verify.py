@@ -12,6 +12,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
@@ -161,6 +163,22 @@ def _maybe_id(obj: Any) -> str:
         return ""
 
 
+def _watch_parent(parent: int) -> None:
+    """Make a worker leave when the node process is gone.
+
+    A worker waits on its task pipe, and a node killed with SIGKILL never
+    closes it: without this, each kill (an operator's, or the OOM killer's)
+    leaves idle workers behind for good, and a restarted node starts more.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="cenmesh-parent-watch", daemon=True).start()
+
+
 class Verifier:
     """Runs check_chunk in a thread, or across worker processes for large batches."""
 
@@ -171,7 +189,8 @@ class Verifier:
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the node process has threads (SQLite writer, executors).
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_watch_parent, initargs=(os.getpid(),))
         return self._pool
 
     async def check(self, objs: Sequence[Any], snapshot: Snapshot, now_ms: int,
