@@ -216,6 +216,12 @@ def m003_search(db: Database) -> None:
     reindex_all(db.conn)
 
 
+@migrations()
+def m004_records_newest_first(db: Database) -> None:
+    """The records list pages newest first; without this index each page sorted the whole table."""
+    db.execute("CREATE INDEX records_created_id ON records (created DESC, id)")
+
+
 def migrate(db: Database) -> None:
     """Bring the schema up to date."""
     migrations.apply(db)

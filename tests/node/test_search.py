@@ -668,3 +668,18 @@ async def test_cli_query_and_export(net, capsys, tmp_path):
                                    "--home", home)
     assert code == 0, err
     assert json.loads((tmp_path / "all.json").read_text())["count"] == 2
+
+
+def test_records_list_pages_from_an_index(tmp_path) -> None:
+    """Listing records newest first walks an index instead of sorting the whole table per page."""
+    from node.store.db import connect, init_store
+
+    path = tmp_path / "store.db"
+    init_store(path)
+    conn = connect(path)
+    try:
+        plan = " ".join(row[-1] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM records ORDER BY created DESC, id LIMIT 50 OFFSET 100"))
+    finally:
+        conn.close()
+    assert "records_created_id" in plan and "TEMP B-TREE" not in plan, plan
