@@ -1,0 +1,127 @@
+"""How a node spends requests: a lost request is retried inside its round; a national pushes its
+own bundle to one hub; a hub pushes urgent bundles only to the nationals of its own region."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from node.transport import PeerUnavailable
+from tests.federation.harness import api, db_rows, make_seizure
+
+
+class DropEvery:
+    """The network between one node and its peers loses every ``n``-th request."""
+
+    def __init__(self, inner, n: int) -> None:
+        self.inner, self.n, self.sent, self.lost = inner, n, 0, 0
+
+    async def send(self, base_url, method, path, query, body, headers):
+        self.sent += 1
+        if self.sent % self.n == 1:
+            self.lost += 1
+            raise PeerUnavailable(f"{base_url}: lost")
+        return await self.inner.send(base_url, method, path, query, body, headers)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+async def share(member, session, audience, i=0, urgent=False):
+    status, made = await api(member, session, "POST", "/api/v1/records", {"kind": "seizure", "record": make_seizure(i)})
+    assert status == 201, made
+    status, shared = await api(member, session, "POST", f"/api/v1/records/{made['id']}/share",
+                               {"audience": audience, "urgent": urgent})
+    assert status == 201, shared
+    return shared["bundle"]
+
+
+async def test_a_lost_request_is_retried_inside_the_round(fed):
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.wire()
+    fed.peer("Nigeria", "WCA hub")
+    fed.peer("Ghana", "WCA hub")
+    await fed.start()
+    ng, gh, hub = fed.members["Nigeria"], fed.members["Ghana"], fed.members["WCA hub"]
+    async with aiohttp.ClientSession() as s:
+        bid = await share(ng, s, f"nodes:{gh.node_id}")
+        await fed.drain()
+    assert bid in fed.ids("WCA hub")
+    lossy = DropEvery(gh.driver.client.transport, 2)  # the first request of the round, and every other one
+    gh.driver.client.transport = lossy
+    result = await gh.driver.sync_all(force=True, directory=True)
+    assert result[hub.node_id] == "ok", result
+    assert lossy.lost >= 2  # the directory, the feed and the fetch each lost a try
+    assert bid in fed.ids("Ghana")
+    machine = gh.driver.peers[hub.node_id].machine
+    assert machine.failures == 0 and machine.stats["failures"] == 0
+
+
+def build_two_regions(fed):
+    fed.add("Hub WCA", "CI", "hub", ["WCA"])
+    fed.add("Hub ESA", "KE", "hub", ["ESA"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("Kenya", "KE", "national", ["ESA"])
+    fed.wire()
+    fed.peer("Hub WCA", "Hub ESA")
+    # Each national peers with its own hub and, as a backup, with the other region's hub.
+    fed.peer("Nigeria", "Hub WCA")
+    fed.peer("Nigeria", "Hub ESA")
+    fed.peer("Kenya", "Hub ESA")
+    fed.peer("Kenya", "Hub WCA")
+
+
+async def test_a_national_pushes_its_own_bundle_to_one_hub_its_own_first(fed):
+    build_two_regions(fed)
+    await fed.start()
+    async with aiohttp.ClientSession() as s:
+        first = await share(fed.members["Nigeria"], s, "region:WCA", 1)
+        await fed.drain()
+        assert first in fed.ids("Hub WCA")
+        assert first not in fed.ids("Hub ESA")  # it pulls it from Hub WCA; a push would be a second copy
+        await fed.stop("Hub WCA")
+        second = await share(fed.members["Nigeria"], s, "region:WCA", 2)
+        await fed.drain()
+        assert second in fed.ids("Hub ESA")  # its own hub is down: the backup takes it
+
+
+class Recorder:
+    """Notes every request one node sends (base URL, path)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.sent = inner, []
+
+    async def send(self, base_url, method, path, query, body, headers):
+        self.sent.append((base_url.rstrip("/"), path))
+        return await self.inner.send(base_url, method, path, query, body, headers)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+async def test_a_hub_pushes_urgent_bundles_to_the_nationals_of_its_region_only(fed):
+    build_two_regions(fed)
+    await fed.start()
+    kenya, wca, esa = fed.members["Kenya"], fed.members["Hub WCA"], fed.members["Hub ESA"]
+    wca_net, esa_net = Recorder(wca.driver.client.transport), Recorder(esa.driver.client.transport)
+    wca.driver.client.transport, esa.driver.client.transport = wca_net, esa_net
+    async with aiohttp.ClientSession() as s:
+        bid = await share(fed.members["Nigeria"], s, f"nodes:{kenya.node_id}", urgent=True)
+        await fed.drain()
+    # Hub WCA relayed to Hub ESA, which pushed to Kenya; Hub WCA, Kenya's backup, did not push too.
+    assert bid in fed.ids("Kenya")
+    assert (esa.url, "/federation/v1/push") in wca_net.sent
+    assert (kenya.url, "/federation/v1/push") not in wca_net.sent
+    assert esa_net.sent == [(kenya.url, "/federation/v1/push")]
+    assert db_rows(kenya, "SELECT via FROM bundles WHERE id=?", bid) == [(esa.node_id,)]
+
+
+async def test_reloading_trust_reuses_the_descriptors_already_parsed(fed):
+    build_two_regions(fed)
+    await fed.start("Nigeria")
+    node = fed.members["Nigeria"].node
+    before = dict(node.directory)
+    await node.reload_async()
+    assert len(node.directory) == len(before) >= 4
+    assert all(node.directory[n] is before[n] for n in before)  # same objects: nothing re-parsed
