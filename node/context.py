@@ -120,6 +120,13 @@ class Node:
         or join a region, and be served bundles it may not hold.
         Raises InvalidDescriptor otherwise.
         """
+        if isinstance(obj, dict):
+            known = self.directory.get(str(obj.get("node")))
+            if known is not None and known.obj == obj:
+                # Exactly what we accepted already: nothing to check again. Directory gossip
+                # re-sends every descriptor, and re-verifying each one's signatures cost
+                # O(directory) Ed25519 checks per refresh on every node.
+                return None
         d = parse_descriptor(obj)
         current = self.directory.get(d.node)
         # What we endorsed ourselves we trust as much as what our anchors endorsed.

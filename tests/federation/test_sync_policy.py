@@ -125,3 +125,25 @@ async def test_reloading_trust_reuses_the_descriptors_already_parsed(fed):
     await node.reload_async()
     assert len(node.directory) == len(before) >= 4
     assert all(node.directory[n] is before[n] for n in before)  # same objects: nothing re-parsed
+
+
+async def test_an_identical_descriptor_is_unchanged_without_checking_its_signatures_again(fed, monkeypatch):
+    """Directory gossip re-sends every descriptor at each refresh: a copy identical to the one
+    accepted is 'unchanged' at once; its signatures were checked when it was accepted (re-checking
+    cost O(directory) Ed25519 verifications per refresh on every node)."""
+    import nacl.bindings
+
+    build_two_regions(fed)
+    await fed.start("Nigeria")
+    node = fed.members["Nigeria"].node
+    copies = [node.directory[fed.members[n].node_id].obj for n in ("Kenya", "Hub ESA", "Hub WCA")]
+    real, checks = nacl.bindings.crypto_sign_open, []
+
+    def counting(*a):
+        checks.append(1)
+        return real(*a)
+
+    monkeypatch.setattr(nacl.bindings, "crypto_sign_open", counting)
+    change = await node.merge_descriptors(copies, source=fed.members["Hub WCA"].node_id)
+    assert (change.unchanged, change.refused, change.added, change.updated) == (3, 0, 0, 0)
+    assert checks == []
