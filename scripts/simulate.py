@@ -37,6 +37,17 @@ hub-down+loss (one hub stopped for ``--hub-down-s``, with loss P), restarts
 (nationals stopped for 5 intervals, half restarted with their store, half
 with an empty store and the same keys, which must catch up).
 
+Measures, per scenario: the share of (bundle, recipient) pairs delivered by
+the end; the time (and sync intervals, one round per peer per interval) until
+every recipient holds each bundle, p50/p95/max, both over all recipients and
+over those outside the scenario's fault zone (the stopped hub, the cut-off
+region, the restarted nodes: they cannot receive while the fault lasts); the
+same for routine and for urgent bundles; how long an empty store took to
+catch up; bodies transferred beyond the one copy each holder needed; bytes
+per node-hour (requests and answers with their headers) while busy and, after
+the no-faults day, while idle; and any bundle held by a national outside its
+audience (must be 0).
+
 Prints a table per scenario, the idle-traffic figures (bytes per node-hour
 by number of peers and by store size), writes a PNG of the delivery-time
 distribution per scenario (``--plot``), and prints as its last line one
