@@ -996,6 +996,27 @@ def plot(results: list[dict[str, Any]], interval: float, path: Path) -> None:
     plt.close(fig)
 
 
+def _one(sc: Scenario, args: argparse.Namespace, template: Template) -> dict[str, Any]:
+    r = asyncio.run(run_scenario(sc, args, template))
+    print(f"[{sc.name}] done in {r['wall_s']} s wall, {r['cpu_s']} s cpu", file=sys.stderr, flush=True)
+    return r
+
+
+def run_all(chosen: list[Scenario], args: argparse.Namespace, template: Template) -> list[dict[str, Any]]:
+    """Each scenario on its own copy of the template; with --jobs > 1 in worker processes (the
+    scenarios share nothing but the template folder, which they only copy). Longest first."""
+    if args.jobs <= 1 or len(chosen) == 1:
+        return [_one(sc, args, template) for sc in chosen]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    order = sorted(chosen, key=lambda sc: -(sc.hub_down_s + sc.partition_s))
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        futures = {sc.name: pool.submit(_one, sc, args, template) for sc in order}
+        return [futures[sc.name].result() for sc in chosen]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nationals", type=int, default=20)
@@ -1016,6 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-backup-hub", dest="backup_hub", action="store_false", help="nationals peer with their own hub only")
     p.add_argument("--idle", type=int, default=20, help="idle intervals measured after the no-faults day (0: skip)")
     p.add_argument("--concurrency", type=int, default=16, help="nodes syncing at once")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="scenarios run at once, "
+                   "each in its own process (default: up to 2)")
     p.add_argument("--plot", default="simulate-delivery.png", help="PNG of the delivery-time distribution ('' to skip)")
     p.add_argument("--keep", action="store_true", help="keep the node folders")
     p.add_argument("--verbose", action="store_true", help="list undelivered bundles")
@@ -1031,11 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = scenarios(args)
     template = asyncio.run(prepare(args))
     print(f"federation built and warmed up in {template.setup_s:.1f} s wall", file=sys.stderr, flush=True)
-    results = []
-    for sc in chosen:
-        r = asyncio.run(run_scenario(sc, args, template))
-        print(f"[{sc.name}] done in {r['wall_s']} s wall", file=sys.stderr, flush=True)
-        results.append(r)
+    results = run_all(chosen, args, template)
     if not args.keep:
         shutil.rmtree(template.root, ignore_errors=True)
     print_table(results)
