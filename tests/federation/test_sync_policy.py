@@ -147,3 +147,42 @@ async def test_an_identical_descriptor_is_unchanged_without_checking_its_signatu
     change = await node.merge_descriptors(copies, source=fed.members["Hub WCA"].node_id)
     assert (change.unchanged, change.refused, change.added, change.updated) == (3, 0, 0, 0)
     assert checks == []
+
+
+async def test_a_hub_relays_a_pulled_urgent_bundle_only_while_it_is_fresh(fed):
+    """A hub that was down pulls the urgent alerts it missed. One made less than a sync interval
+    ago is pushed on at once; an older one is left to its recipients' own rounds (they have had
+    a round to get it some other way, and a push would mostly be a second copy)."""
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.add("Benin", "BJ", "national", ["WCA"])
+    fed.wire()
+    for n in ("Nigeria", "Ghana", "Benin"):
+        fed.peer(n, "WCA hub")
+    await fed.start()
+    ng, gh, bj = fed.members["Nigeria"], fed.members["Ghana"], fed.members["Benin"]
+
+    async def missed_alert(to, i):
+        await fed.stop("WCA hub")
+        async with aiohttp.ClientSession() as s:
+            bid = await share(ng, s, f"nodes:{to.node_id}", i, urgent=True)
+            await fed.drain()  # the hub is down: the push fails
+        await fed.start("WCA hub")
+        return bid, db_rows(ng, "SELECT created FROM bundles WHERE id=?", bid)[0][0]
+
+    stale, created = await missed_alert(bj, 1)
+    hub = fed.members["WCA hub"]
+    interval_ms = hub.node.settings.sync.interval_s * 1000
+    hub.node.clock = lambda: (created + interval_ms + 5000) / 1000  # the hub comes back 35 s later
+    await hub.driver.sync_all(force=True)
+    await fed.drain()
+    assert stale in fed.ids("WCA hub")
+    assert stale not in fed.ids("Benin")  # not pushed
+    await fed.sync("Benin")
+    assert stale in fed.ids("Benin")  # Benin's own round brings it
+
+    fresh, _ = await missed_alert(gh, 2)
+    await fed.members["WCA hub"].driver.sync_all(force=True)
+    await fed.drain()
+    assert fresh in fed.ids("Ghana")  # pushed on at once
