@@ -861,6 +861,7 @@ async def run_scenario(sc: Scenario, args: argparse.Namespace, template: Templat
             "simulated_s": round(done_s - t0, 1), "ticks": ticks, "wall_setup_s": round(setup_s, 1),
             "wall_s": round(time.monotonic() - wall0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
             "delivery_s": [x for x in all_s if not math.isinf(x)],
+            "delivery_outside_zone_s": [x * interval for x in reach_iv if not math.isinf(x)] if fault_zone else [],
         }
     finally:
         close_all(world)
@@ -982,10 +983,16 @@ def plot(results: list[dict[str, Any]], interval: float, path: Path) -> None:
         if not xs:
             continue
         n = r["bundles"] or len(xs)
-        ax.step(xs, [(i + 1) / n for i in range(len(xs))], where="post", label=f"{r['scenario']} (p95 {fmt(r['p95_intervals'])})")
+        line = ax.step(xs, [(i + 1) / n for i in range(len(xs))], where="post",
+                       label=f"{r['scenario']} (p95 {fmt(r['p95_intervals'])})")[0]
+        zs = sorted(x / interval for x in r["delivery_outside_zone_s"])
+        if zs:  # the same bundles, counting only the recipients outside the fault zone
+            ax.step(zs, [(i + 1) / n for i in range(len(zs))], where="post", ls="--", color=line.get_color(),
+                    label=f"  outside its fault zone (p95 {fmt(r['reachable_p95_intervals'])})")
     ax.axvline(3, color="grey", ls="--", lw=0.8)
     ax.axvline(10, color="grey", ls=":", lw=0.8)
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
     ax.set_xlabel(f"time until every recipient holds the bundle (sync intervals of {interval:g} s)")
     ax.set_ylabel("share of bundles")
     ax.set_title(f"cenmesh simulation: {results[0]['nodes']} nodes, {results[0]['bundles']} bundles per scenario")
