@@ -8,6 +8,7 @@ to the store first.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -56,6 +57,10 @@ class Node:
         self.anchors: dict[str, bytes] = {}
         self.pinned: set[str] = set()
         self.rosters: dict[str, Roster] = {}
+        # Stored descriptor text -> parsed descriptor: the sync job reloads trust at every tick
+        # (an operator may have changed it with the CLI), and re-parsing every descriptor each
+        # time cost O(directory) per tick on every node, O(nodes^2) for a federation in one process.
+        self._parsed: dict[str, Descriptor] = {}
         self.verifier = Verifier(settings.sync.verify_processes or default_processes())
         self.reload()
 
@@ -83,18 +88,21 @@ class Node:
         except (InvalidDescriptor, KeyFileError, ValueError) as exc:
             log.error("descriptor.json cannot be read; keeping the one loaded: %s", exc)
         else:
-            if own.node == self.node_id:
+            if own.node == self.node_id and own.obj != self.descriptor.obj:
                 self.descriptor = own
                 # A rotated key is advertised by the new descriptor: hold its private half too.
                 self.enc_keys = self.keystore.encryption_keys()
         self._install(await self.store.read(_trust_snapshot))
 
-    def _install(self, snapshot: tuple[dict[str, bytes], set[str], dict[str, Roster], list[dict[str, Any]]]) -> None:
-        self.anchors, self.pinned, self.rosters, objs = snapshot
+    def _install(self, snapshot: tuple[dict[str, bytes], set[str], dict[str, Roster], list[str]]) -> None:
+        self.anchors, self.pinned, self.rosters, texts = snapshot
         directory = {}
-        for obj in objs:
-            d = parse_descriptor(obj)
+        parsed = {}
+        for text in texts:
+            d = self._parsed.get(text) or parse_descriptor(json.loads(text))
+            parsed[text] = d
             directory[d.node] = d
+        self._parsed = parsed
         directory[self.node_id] = self.descriptor
         self.directory = directory
 
@@ -112,6 +120,13 @@ class Node:
         or join a region, and be served bundles it may not hold.
         Raises InvalidDescriptor otherwise.
         """
+        if isinstance(obj, dict):
+            known = self.directory.get(str(obj.get("node")))
+            if known is not None and known.obj == obj:
+                # Exactly what we accepted already: nothing to check again. Directory gossip
+                # re-sends every descriptor, and re-verifying each one's signatures cost
+                # O(directory) Ed25519 checks per refresh on every node.
+                return None
         d = parse_descriptor(obj)
         current = self.directory.get(d.node)
         # What we endorsed ourselves we trust as much as what our anchors endorsed.
@@ -167,8 +182,8 @@ def same_standing(a: Descriptor, b: Descriptor) -> bool:
     return (a.role, sorted(a.regions), a.country, a.name) == (b.role, sorted(b.regions), b.country, b.name)
 
 
-def _trust_snapshot(conn: Any) -> tuple[dict[str, bytes], set[str], dict[str, Roster], list[dict[str, Any]]]:
-    return dir_store.anchors(conn), dir_store.pinned(conn), dir_store.rosters(conn), dir_store.load_descriptors(conn)
+def _trust_snapshot(conn: Any) -> tuple[dict[str, bytes], set[str], dict[str, Roster], list[str]]:
+    return dir_store.anchors(conn), dir_store.pinned(conn), dir_store.rosters(conn), dir_store.descriptor_texts(conn)
 
 
 def publish_descriptor(keys: KeyStore, settings: Settings, *, seq: int, issued: int,

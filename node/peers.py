@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from node.context import Node
 from node.ingest import ingest
@@ -27,6 +29,13 @@ from protocol.errors import RemoteProtocolError
 from protocol.sync import Cursor, Fetch, PeerSync, PollFeed, Wait
 
 log = logging.getLogger("cenmesh.peers")
+
+T = TypeVar("T")
+
+# Each request of a round is tried this many times before the round fails. Every request
+# (feed, fetch, push) is idempotent, so trying again is safe; failing the whole round on the
+# first lost request made 20% loss fail about half the rounds of a peer with new bundles.
+ATTEMPTS = 3
 
 
 @dataclass
@@ -114,7 +123,7 @@ class SyncDriver:
                         if refresh:  # inside the round, so a dead peer is backed off like any failure
                             refresh = False
                             await self.refresh_directory(peer)
-                        page = await self.client.feed(peer.url, action.after, action.limit)
+                        page = await self._retry(partial(self.client.feed, peer.url, action.after, action.limit))
                         ids = [item.id for item in page.items]
                         known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
                         machine.feed_received(page, [i for i in ids if i not in known], self.node.now_ms(),
@@ -148,15 +157,32 @@ class SyncDriver:
             stored = await self.node.store.read(bundle_store.known_ids, theirs) if theirs else set()
             wanted = mine + [i for i in theirs if i not in stored]
             if wanted:
-                objs = await self.client.fetch(peer.url, wanted)
+                objs = await self._retry(lambda: self.client.fetch(peer.url, wanted))
                 result = await ingest(self.node, objs, via=peer.node)
-                self._relay_urgent(result.new_urgent, peer.node)
+                # An urgent bundle that comes in by pull more than an interval after it was made
+                # (we were down, or cut off) has had a round to reach its recipients some other
+                # way: pushing it now mostly sends them a second copy (measured by
+                # scripts/simulate: most duplicate bodies in the partition and hub-down runs).
+                fresh_after = self.node.now_ms() - self.interval_ms
+                self._relay_urgent([b for b in result.new_urgent if b.created >= fresh_after], peer.node)
                 stored.update(result.accepted, result.duplicate)
             return stored
         finally:
             for i in mine:
                 self._inflight.pop(i, None)
             done.set_result(None)
+
+    @staticmethod
+    async def _retry(call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, tried again at once when the peer could not be reached (a lost
+        request or a dropped connection); a peer that answered with an error is not retried."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return await call()
+            except PeerUnavailable:
+                if attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _save(self, peer: Peer) -> None:
         c = peer.machine.cursor
@@ -166,7 +192,7 @@ class SyncDriver:
     async def refresh_directory(self, peer: Peer) -> None:
         """Merge the peer's directory (only when its ETag changed)."""
         peer.directory_at = self.node.now_ms()
-        descriptors, etag = await self.client.directory(peer.url, peer.etag)
+        descriptors, etag = await self._retry(lambda: self.client.directory(peer.url, peer.etag))
         if descriptors is not None:
             change = await self.node.merge_descriptors(descriptors, source=peer.node)
             if change.added or change.updated:
@@ -184,14 +210,21 @@ class SyncDriver:
         hub has pushed it to its own hub peers already, and RILO hubs are meshed,
         so passing it hub to hub again would send every other hub H-2 copies
         (measured by scripts/simulate: 90 duplicate bodies per alert at 11 hubs).
+        Of the nationals, a hub pushes only to those of its own regions: a national
+        that also peers with another region's hub (as a backup) gets the push from
+        its own hub, and pulls from the backup only what its own hub missed.
         """
         if self.node.is_hub:
             urgent = [b for b in bundles if b.urgent]
             if urgent:
-                exclude = {via}
+                exclude = {via} | {p for p in self.peers if not self._is_hub(p) and not self._in_my_regions(p)}
                 if self._is_hub(via):
                     exclude |= {p for p in self.peers if self._is_hub(p)}
                 self.push_soon(urgent, exclude=exclude)
+
+    def _in_my_regions(self, node: str) -> bool:
+        d = self.node.directory.get(node)
+        return d is not None and bool(set(d.regions) & set(self.node.descriptor.regions))
 
     def _is_hub(self, node: str) -> bool:
         d = self.node.directory.get(node)
@@ -208,22 +241,42 @@ class SyncDriver:
         task.add_done_callback(self._push_tasks.discard)
 
     async def push(self, bundles: list[Bundle], *, exclude: set[str]) -> dict[str, str]:
-        """Push each bundle to every peer that may receive it (section 4's serving rule)."""
+        """Push each bundle to the peers that may receive it (section 4's serving rule).
+
+        A hub pushes to every such peer. A national pushes to its non-hub peers (bilateral
+        peerings) and to ONE hub: its own region's first, another only if that one cannot be
+        reached. The hubs are meshed and pull from each other, so a second hub would only
+        receive, and relay, a second copy.
+        """
         await self.load()
         outcome: dict[str, str] = {}
 
-        async def one(peer: Peer) -> None:
+        async def one(peer: Peer) -> bool:
             allowed = [b.obj for b in bundles if may_receive(peer.node, b, self.node.directory)]
             if not allowed:
-                return
+                return False
             try:
-                answer = await self.client.push(peer.url, allowed)
+                answer = await self._retry(lambda: self.client.push(peer.url, allowed))
                 outcome[peer.node] = f"{len(answer.accepted)} accepted, {len(answer.duplicate)} duplicate, {len(answer.rejected)} rejected"
+                return True
             except (PeerUnavailable, RemoteProtocolError) as exc:
                 outcome[peer.node] = f"error: {exc}"
                 log.warning("push to %s failed (it will pull later): %s", peer.node, exc)
+                return False
 
-        await asyncio.gather(*(one(p) for p in self.peers.values() if p.node not in exclude))
+        targets = [p for p in self.peers.values() if p.node not in exclude]
+        if self.node.is_hub:
+            await asyncio.gather(*(one(p) for p in targets))
+            return outcome
+
+        hubs = sorted((p for p in targets if self._is_hub(p.node)), key=lambda p: not self._in_my_regions(p.node))
+
+        async def first_hub() -> None:
+            for p in hubs:
+                if await one(p):
+                    return
+
+        await asyncio.gather(first_hub(), *(one(p) for p in targets if p not in hubs))
         return outcome
 
     @property

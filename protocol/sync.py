@@ -26,7 +26,9 @@ Rules of ``PeerSync`` (every transition lives in this file)::
 3. Batch ids the peer did not return or that were rejected are not retried
    (the peer may never serve them to us) but counted as ``unavailable``.
 4. failed: the round is abandoned and the cursor stays where it was last
-   advanced; due = now + min(interval * 2**(failures-1), MAX_BACKOFF_MS) + jitter.
+   advanced; due = now + min(interval * 2**(failures-1), max_backoff) + jitter,
+   where max_backoff is ``BACKOFF_INTERVALS`` intervals (at most MAX_BACKOFF_MS):
+   a peer that comes back is noticed within a few intervals, not ten minutes.
 5. The cursor never moves backwards within an epoch: a page whose ``next`` or
    item seqs do not lie after the polled cursor raises ``InvalidMessage`` and
    changes nothing (the driver then reports ``failed``). Events out of order,
@@ -50,6 +52,10 @@ MAX_ITEMS = 1000
 FETCH_BATCH = 500
 DEFAULT_INTERVAL_MS = 30_000
 MAX_BACKOFF_MS = 600_000
+# Back-off stops growing at this many sync intervals. A failed poll costs one request, so
+# retrying a dead peer every few intervals is cheap, while a 600 s cap at a 30 s interval
+# left a node with a single peer deaf for 20 intervals after one unlucky round.
+BACKOFF_INTERVALS = 4
 
 BUNDLE_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 EPOCH = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -294,6 +300,7 @@ class PeerSync:
             raise LocalProtocolError("interval_ms must be positive")
         self.peer = peer
         self.interval_ms = interval_ms
+        self.max_backoff_ms = min(MAX_BACKOFF_MS, BACKOFF_INTERVALS * interval_ms)
         self._cursor = cursor
         self._state = _IDLE
         self._due = now_ms
@@ -386,7 +393,7 @@ class PeerSync:
         jitter_ms = self._jitter(jitter_ms)
         self._failures += 1
         self.stats["failures"] += 1
-        delay = min(self.interval_ms * 2 ** min(self._failures - 1, 32), MAX_BACKOFF_MS)
+        delay = min(self.interval_ms * 2 ** min(self._failures - 1, 32), self.max_backoff_ms)
         self._reset(now_ms + delay + jitter_ms)
 
     def sync_now(self, now_ms: int) -> None:

@@ -15,6 +15,11 @@ def load_descriptors(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in conn.execute("SELECT descriptor FROM directory ORDER BY node")]
 
 
+def descriptor_texts(conn: sqlite3.Connection) -> list[str]:
+    """Every accepted descriptor as stored (JSON text), for callers that cache what they parsed."""
+    return [r[0] for r in conn.execute("SELECT descriptor FROM directory ORDER BY node")]
+
+
 def save_descriptor(conn: sqlite3.Connection, obj: dict[str, Any], now_ms: int, flagged: str | None = None) -> None:
     """Insert or replace one accepted descriptor (the caller decided it supersedes)."""
     conn.execute(

@@ -178,13 +178,25 @@ def test_failure_mid_fetch_keeps_cursor_and_backs_off() -> None:
         if len(delays) == 7:
             break
         m.failed(now)
-    assert delays == [30_000, 60_000, 120_000, 240_000, 480_000, MAX_BACKOFF_MS, MAX_BACKOFF_MS]
+    # Capped at BACKOFF_INTERVALS intervals (4 x 30 s), so a peer that comes back is seen soon.
+    assert delays == [30_000, 60_000, 120_000, 120_000, 120_000, 120_000, 120_000]
     assert m.failures == 7 and m.stats["failures"] == 7
     m.feed_received(page([], 401), [], now)
     assert m.failures == 0
     assert m.backoff_until is None
     assert m.cursor == Cursor("E1", 401)
     assert m.next_action(now) == Wait(now + DEFAULT_INTERVAL_MS)
+
+
+def test_backoff_cap_is_relative_to_the_interval_and_at_most_ten_minutes() -> None:
+    for interval, cap in ((5_000, 20_000), (30_000, 4 * 30_000), (300_000, MAX_BACKOFF_MS)):
+        m = PeerSync(PEER, Cursor.start(), interval_ms=interval, now_ms=T0)
+        now = T0
+        for _ in range(12):
+            m.next_action(now)
+            m.failed(now)
+            last, now = m.due_ms - now, m.due_ms
+        assert last == cap, (interval, last)
 
 
 def test_backoff_adds_jitter() -> None:

@@ -1,0 +1,188 @@
+"""How a node spends requests: a lost request is retried inside its round; a national pushes its
+own bundle to one hub; a hub pushes urgent bundles only to the nationals of its own region."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from node.transport import PeerUnavailable
+from tests.federation.harness import api, db_rows, make_seizure
+
+
+class DropEvery:
+    """The network between one node and its peers loses every ``n``-th request."""
+
+    def __init__(self, inner, n: int) -> None:
+        self.inner, self.n, self.sent, self.lost = inner, n, 0, 0
+
+    async def send(self, base_url, method, path, query, body, headers):
+        self.sent += 1
+        if self.sent % self.n == 1:
+            self.lost += 1
+            raise PeerUnavailable(f"{base_url}: lost")
+        return await self.inner.send(base_url, method, path, query, body, headers)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+async def share(member, session, audience, i=0, urgent=False):
+    status, made = await api(member, session, "POST", "/api/v1/records", {"kind": "seizure", "record": make_seizure(i)})
+    assert status == 201, made
+    status, shared = await api(member, session, "POST", f"/api/v1/records/{made['id']}/share",
+                               {"audience": audience, "urgent": urgent})
+    assert status == 201, shared
+    return shared["bundle"]
+
+
+async def test_a_lost_request_is_retried_inside_the_round(fed):
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.wire()
+    fed.peer("Nigeria", "WCA hub")
+    fed.peer("Ghana", "WCA hub")
+    await fed.start()
+    ng, gh, hub = fed.members["Nigeria"], fed.members["Ghana"], fed.members["WCA hub"]
+    async with aiohttp.ClientSession() as s:
+        bid = await share(ng, s, f"nodes:{gh.node_id}")
+        await fed.drain()
+    assert bid in fed.ids("WCA hub")
+    lossy = DropEvery(gh.driver.client.transport, 2)  # the first request of the round, and every other one
+    gh.driver.client.transport = lossy
+    result = await gh.driver.sync_all(force=True, directory=True)
+    assert result[hub.node_id] == "ok", result
+    assert lossy.lost >= 2  # the directory, the feed and the fetch each lost a try
+    assert bid in fed.ids("Ghana")
+    machine = gh.driver.peers[hub.node_id].machine
+    assert machine.failures == 0 and machine.stats["failures"] == 0
+
+
+def build_two_regions(fed):
+    fed.add("Hub WCA", "CI", "hub", ["WCA"])
+    fed.add("Hub ESA", "KE", "hub", ["ESA"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("Kenya", "KE", "national", ["ESA"])
+    fed.wire()
+    fed.peer("Hub WCA", "Hub ESA")
+    # Each national peers with its own hub and, as a backup, with the other region's hub.
+    fed.peer("Nigeria", "Hub WCA")
+    fed.peer("Nigeria", "Hub ESA")
+    fed.peer("Kenya", "Hub ESA")
+    fed.peer("Kenya", "Hub WCA")
+
+
+async def test_a_national_pushes_its_own_bundle_to_one_hub_its_own_first(fed):
+    build_two_regions(fed)
+    await fed.start()
+    async with aiohttp.ClientSession() as s:
+        first = await share(fed.members["Nigeria"], s, "region:WCA", 1)
+        await fed.drain()
+        assert first in fed.ids("Hub WCA")
+        assert first not in fed.ids("Hub ESA")  # it pulls it from Hub WCA; a push would be a second copy
+        await fed.stop("Hub WCA")
+        second = await share(fed.members["Nigeria"], s, "region:WCA", 2)
+        await fed.drain()
+        assert second in fed.ids("Hub ESA")  # its own hub is down: the backup takes it
+
+
+class Recorder:
+    """Notes every request one node sends (base URL, path)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.sent = inner, []
+
+    async def send(self, base_url, method, path, query, body, headers):
+        self.sent.append((base_url.rstrip("/"), path))
+        return await self.inner.send(base_url, method, path, query, body, headers)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+async def test_a_hub_pushes_urgent_bundles_to_the_nationals_of_its_region_only(fed):
+    build_two_regions(fed)
+    await fed.start()
+    kenya, wca, esa = fed.members["Kenya"], fed.members["Hub WCA"], fed.members["Hub ESA"]
+    wca_net, esa_net = Recorder(wca.driver.client.transport), Recorder(esa.driver.client.transport)
+    wca.driver.client.transport, esa.driver.client.transport = wca_net, esa_net
+    async with aiohttp.ClientSession() as s:
+        bid = await share(fed.members["Nigeria"], s, f"nodes:{kenya.node_id}", urgent=True)
+        await fed.drain()
+    # Hub WCA relayed to Hub ESA, which pushed to Kenya; Hub WCA, Kenya's backup, did not push too.
+    assert bid in fed.ids("Kenya")
+    assert (esa.url, "/federation/v1/push") in wca_net.sent
+    assert (kenya.url, "/federation/v1/push") not in wca_net.sent
+    assert esa_net.sent == [(kenya.url, "/federation/v1/push")]
+    assert db_rows(kenya, "SELECT via FROM bundles WHERE id=?", bid) == [(esa.node_id,)]
+
+
+async def test_reloading_trust_reuses_the_descriptors_already_parsed(fed):
+    build_two_regions(fed)
+    await fed.start("Nigeria")
+    node = fed.members["Nigeria"].node
+    before = dict(node.directory)
+    await node.reload_async()
+    assert len(node.directory) == len(before) >= 4
+    assert all(node.directory[n] is before[n] for n in before)  # same objects: nothing re-parsed
+
+
+async def test_an_identical_descriptor_is_unchanged_without_checking_its_signatures_again(fed, monkeypatch):
+    """Directory gossip re-sends every descriptor at each refresh: a copy identical to the one
+    accepted is 'unchanged' at once; its signatures were checked when it was accepted (re-checking
+    cost O(directory) Ed25519 verifications per refresh on every node)."""
+    import nacl.bindings
+
+    build_two_regions(fed)
+    await fed.start("Nigeria")
+    node = fed.members["Nigeria"].node
+    copies = [node.directory[fed.members[n].node_id].obj for n in ("Kenya", "Hub ESA", "Hub WCA")]
+    real, checks = nacl.bindings.crypto_sign_open, []
+
+    def counting(*a):
+        checks.append(1)
+        return real(*a)
+
+    monkeypatch.setattr(nacl.bindings, "crypto_sign_open", counting)
+    change = await node.merge_descriptors(copies, source=fed.members["Hub WCA"].node_id)
+    assert (change.unchanged, change.refused, change.added, change.updated) == (3, 0, 0, 0)
+    assert checks == []
+
+
+async def test_a_hub_relays_a_pulled_urgent_bundle_only_while_it_is_fresh(fed):
+    """A hub that was down pulls the urgent alerts it missed. One made less than a sync interval
+    ago is pushed on at once; an older one is left to its recipients' own rounds (they have had
+    a round to get it some other way, and a push would mostly be a second copy)."""
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.add("Benin", "BJ", "national", ["WCA"])
+    fed.wire()
+    for n in ("Nigeria", "Ghana", "Benin"):
+        fed.peer(n, "WCA hub")
+    await fed.start()
+    ng, gh, bj = fed.members["Nigeria"], fed.members["Ghana"], fed.members["Benin"]
+
+    async def missed_alert(to, i):
+        await fed.stop("WCA hub")
+        async with aiohttp.ClientSession() as s:
+            bid = await share(ng, s, f"nodes:{to.node_id}", i, urgent=True)
+            await fed.drain()  # the hub is down: the push fails
+        await fed.start("WCA hub")
+        return bid, db_rows(ng, "SELECT created FROM bundles WHERE id=?", bid)[0][0]
+
+    stale, created = await missed_alert(bj, 1)
+    hub = fed.members["WCA hub"]
+    interval_ms = hub.node.settings.sync.interval_s * 1000
+    hub.node.clock = lambda: (created + interval_ms + 5000) / 1000  # the hub comes back 35 s later
+    await hub.driver.sync_all(force=True)
+    await fed.drain()
+    assert stale in fed.ids("WCA hub")
+    assert stale not in fed.ids("Benin")  # not pushed
+    await fed.sync("Benin")
+    assert stale in fed.ids("Benin")  # Benin's own round brings it
+
+    fresh, _ = await missed_alert(gh, 2)
+    await fed.members["WCA hub"].driver.sync_all(force=True)
+    await fed.drain()
+    assert fresh in fed.ids("Ghana")  # pushed on at once
