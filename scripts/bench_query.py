@@ -4,7 +4,7 @@ Run it as ``scripts/bench query [--records N] [--quick] [--requests N] [--rebuil
 
 Set-up: one national node's folder (``cenmesh init``'s admin function) in
 ./bench-run/query-N/, with 26 other administrations in its directory (one per
-country that has a port in shared/data/rilo_regions.json, real signed
+country that has a port in data/rilo_regions.json, real signed
 descriptors) and N synthetic but realistic records written straight into
 its SQLite: ``records`` rows (seizures ~92%, alerts ~6%, messages ~2%, plus
 the feedback answering ~45% of the alerts and the retraction of ~0.4% of the
@@ -86,7 +86,7 @@ BATCH = 20_000
 DAY_MS = 24 * 3600 * 1000
 FIRST_DAY = datetime.date(2019, 1, 1)
 FORMAT_VERSION = "6"  # bump when the generator changes, so cached stores are rebuilt
-REGIONS_FILE = ROOT.parent / "shared" / "data" / "rilo_regions.json"
+REGIONS_FILE = ROOT / "data" / "rilo_regions.json"
 
 
 def say(*parts: object) -> None:

@@ -114,7 +114,7 @@ from protocol.sync import Cursor, Fetch, PeerSync, PollFeed, Wait
 
 DAY_MS = 24 * 3600 * 1000
 REGION = "WCA"
-# Members of RILO West and Central Africa (shared/data/rilo_regions.json); peers cycle through them.
+# Members of RILO West and Central Africa (data/rilo_regions.json); peers cycle through them.
 COUNTRIES = ["NG", "GH", "SN", "CM", "BJ", "TG", "BF", "ML", "NE", "GN", "GA", "CG", "CD", "TD", "GM",
              "GW", "LR", "SL", "MR", "CV", "CF", "ST", "GQ"]
 DIRECTORY_EVERY = 10  # rounds between directory checks, as sync.directory_every's default

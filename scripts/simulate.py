@@ -77,9 +77,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REGIONS_FILE = Path(os.environ.get("CENMESH_SIM_REGIONS", "/work/shared/data/rilo_regions.json"))
-if not REGIONS_FILE.exists():
-    REGIONS_FILE = ROOT / "data" / "rilo_regions.json"
+# The RILO regions and their members, as PROTOCOL.md's shared data gives them (copied into data/).
+REGIONS_FILE = Path(os.environ.get("CENMESH_SIM_REGIONS", ROOT / "data" / "rilo_regions.json"))
 
 # Simulated seconds by which the current task's requests run ahead of the shared clock.
 VT: contextvars.ContextVar[float] = contextvars.ContextVar("sim_virtual_time", default=0.0)
