@@ -172,11 +172,6 @@ class Node:
                 change.added += 1
         return change
 
-    def directory_objs(self) -> list[dict[str, Any]]:
-        """Every descriptor we accept, our own included, in wire form."""
-        return [self.directory[n].obj for n in sorted(self.directory)]
-
-
 def same_standing(a: Descriptor, b: Descriptor) -> bool:
     """True when two descriptors of one node give it the same role, regions, country and name."""
     return (a.role, sorted(a.regions), a.country, a.name) == (b.role, sorted(b.regions), b.country, b.name)

@@ -125,6 +125,8 @@ class Federation:
         self.nonces = NonceCache()
         self.limiter = RateLimiter(node.settings.server.requests_per_minute)
         self.on_new_urgent: list[Any] = []  # callbacks(urgent bundles, via) for relaying
+        # The last directory answer and the descriptors it was made of (held, so `is` is a safe test).
+        self._directory_answer: tuple[tuple[Any, ...], bytes, str] = ((), b"", "")
 
     def public_key_for(self, keyid: str) -> bytes | None:
         d = self.node.directory.get(keyid)
@@ -178,8 +180,14 @@ class Federation:
         return error(404, "unknown", f"no {method} {path}")
 
     def _directory(self, if_none_match: str | None) -> Reply:
-        body = canonical({"descriptors": self.node.directory_objs()})
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        # Every peer asks for this now and then, and a hub's directory holds every member: encoding
+        # and hashing it is done again only when a descriptor in it has changed.
+        current = tuple(self.node.directory[n] for n in sorted(self.node.directory))
+        held, body, etag = self._directory_answer
+        if len(held) != len(current) or any(a is not b for a, b in zip(held, current, strict=True)):
+            body = canonical({"descriptors": [d.obj for d in current]})
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            self._directory_answer = (current, body, etag)
         if if_none_match == etag:
             return Reply(304, b"", {"ETag": etag})
         return Reply(200, body, {"ETag": etag})

@@ -76,3 +76,22 @@ async def test_a_running_node_serves_its_descriptor_once_endorsed_again(fed):
     assert len(gh.node.descriptor.enc_keys) == keys_before + 1
     assert len(gh.node.enc_keys) == keys_before + 1  # and can open what is sealed to the new key
     assert [e.by for e in gh.node.descriptor.endorsements] == [hub.node_id]
+
+
+async def test_directory_answer_follows_an_updated_descriptor(fed):
+    """The hub keeps its encoded directory between requests, but never serves it stale."""
+    build(fed)
+    await fed.start()
+    ng, gh, hub = fed.members["Nigeria"], fed.members["Ghana"], fed.members["WCA hub"]
+    client = ng.driver.client
+    first, etag = await client.directory(hub.url, None)
+    assert first is not None and etag
+    again, same = await client.directory(hub.url, etag)
+    assert again is None and same == etag  # 304: nothing changed
+
+    KeyStore(gh.home).add_encryption_key(not_before=ng.node.now_ms())
+    rotated = republish(gh)
+    assert (await hub.node.merge_descriptors([rotated], source="test")).updated == 1
+    changed, new_etag = await client.directory(hub.url, etag)
+    assert changed is not None and new_etag != etag
+    assert {json.dumps(d, sort_keys=True) for d in changed} >= {json.dumps(rotated, sort_keys=True)}
