@@ -14,6 +14,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -126,6 +127,9 @@ class Store:
         self._all_readers: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.epoch: str = self._write_conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
+        # The last full-store refusal (unix ms, message) until a write succeeds again: the status
+        # page shows it, so an operator learns of a full store without reading the log.
+        self.full: tuple[int, str] | None = None
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -139,12 +143,16 @@ class Store:
     def _run_write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         try:
             with Transaction(self._write_conn) as conn:
-                return fn(conn, *args, **kwargs)
+                result = fn(conn, *args, **kwargs)
         except sqlite3.OperationalError as exc:
             if is_full(exc):
                 self._reclaim_wal()
-                raise StoreFull(full_message(self.path, self.max_size_mb if self._at_cap() else None, exc)) from exc
+                message = full_message(self.path, self.max_size_mb if self._at_cap() else None, exc)
+                self.full = (int(time.time() * 1000), message)
+                raise StoreFull(message) from exc
             raise
+        self.full = None
+        return result
 
     def _at_cap(self) -> bool:
         """Whether store.max_size_mb refused the write, rather than the disk itself: SQLite says

@@ -7,10 +7,13 @@ setting to change, reads must keep working, and writes work again once the cap i
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import uuid
 
 import aiohttp
 
+from node import officer_cli
 from tests.federation.harness import Federation, api, make_seizure, set_setting
 
 
@@ -48,6 +51,11 @@ async def test_full_store_answers_503_naming_the_setting_and_recovers(tmp_path):
             # Reading still works on a full store.
             status, body = await api(gh, s, "GET", "/api/v1/status")
             assert status == 200 and body["bundles"] == {}, body
+            # ... and the status tells the operator why writes fail.
+            assert body["store"]["full"] is True and "store.max_size_mb" in body["store"]["full_message"], body
+            text = await asyncio.to_thread(officer_cli.status, argparse.Namespace(
+                home=str(gh.home), url=None, token=None, json=False))
+            assert "STORE FULL since" in text and "store.max_size_mb" in text, text
         await fed.stop("Ghana")
 
         set_setting(gh, "store", "max_size_mb", 64)  # the operator raises the cap and restarts
@@ -57,5 +65,7 @@ async def test_full_store_answers_503_naming_the_setting_and_recovers(tmp_path):
             assert status == 201, body
             status, body = await api(gh, s, "POST", f"/api/v1/records/{kept[0]}/share", {"audience": "federation"})
             assert status == 201, body
+            status, body = await api(gh, s, "GET", "/api/v1/status")
+            assert body["store"] == {"full": False, "full_since": None, "full_message": None}, body
     finally:
         await fed.stop()
