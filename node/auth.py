@@ -31,6 +31,7 @@ from aiohttp import web
 
 from node import audit
 from node.server import NODE_KEY, Handler, json_error
+from node.store.db import StoreFull
 
 log = logging.getLogger("cenmesh.auth")
 
@@ -153,10 +154,21 @@ def require(request: web.Request, action: str) -> User:
     return user
 
 
+READ_ONLY_ACTIONS = frozenset({"view", "export"})
+
+
 async def audit_log(request: web.Request, action: str, target: str | None = None,
                     detail: str | None = None) -> None:
     """Append who did ``action`` on ``target`` to the audit chain, with the time and the caller's address."""
     node = request.app[NODE_KEY]
     user: User = request.get(USER_KEY) or User("anonymous", "none")
-    await node.store.write(audit.append, at=node.now_ms(), user=user.name, role=user.role, action=action,
-                           target=target, detail=detail, source=request.remote)
+    try:
+        await node.store.write(audit.append, at=node.now_ms(), user=user.name, role=user.role, action=action,
+                               target=target, detail=detail, source=request.remote)
+    except StoreFull:
+        if action not in READ_ONLY_ACTIONS:
+            raise
+        # Reading must keep working on a full store (officers need the intelligence most when
+        # something is wrong); the entry goes to the log instead, where the operator finds it.
+        log.warning("audit entry not stored (store full): user=%s role=%s action=%s target=%s detail=%s source=%s",
+                    user.name, user.role, action, target, detail, request.remote)

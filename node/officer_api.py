@@ -368,9 +368,7 @@ async def status(request: web.Request) -> web.Response:
         "bundles": await node.store.read(bundle_store.count_by_state),
         "directory": len(node.directory), "peers": peers,
         "rejections": await node.store.read(peer_store.rejections),
-        "store": {"full": node.store.full is not None,
-                  "full_since": node.store.full[0] if node.store.full else None,
-                  "full_message": node.store.full[1] if node.store.full else None},
+        "store": await node.store.read(node.store.usage),
     })
 
 

@@ -181,8 +181,11 @@ def status(args: Any) -> str | Any:
     head = (f"{out['name']} ({out['role']}, {', '.join(out['regions'])})  node {out['node']}\n"
             f"bundles: {out['bundles']}  directory: {out['directory']} nodes  uptime {out['uptime_s']} s\n")
     store = out.get("store") or {}
-    if store.get("full"):
-        head += f"STORE FULL since {_ts(store['full_since'])} UTC: {store['full_message']}\n"
+    if store:
+        cap = f" of {store['max_size_mb']} MB allowed" if store["max_size_mb"] else ""
+        head += f"store: {store['size_mb']} MB{cap}, {store['disk_free_mb']} MB free on its disk\n"
+        if store["last_full_at"]:
+            head += f"STORE FULL at {_ts(store['last_full_at'])} UTC (last refusal): {store['last_full_message']}\n"
     rows = [[p["name"] or p["node"][:10], p["url"], p["cursor"], _ts(p["last_ok"]), p["failures"],
              (p["last_error"] or "")[:40]] for p in out["peers"]]
     rej = ", ".join(f"{r['peer'][:10]}:{r['reason']}={r['count']}" for r in out["rejections"]) or "none"

@@ -127,9 +127,10 @@ class Store:
         self._all_readers: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.epoch: str = self._write_conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
-        # The last full-store refusal (unix ms, message) until a write succeeds again: the status
-        # page shows it, so an operator learns of a full store without reading the log.
-        self.full: tuple[int, str] | None = None
+        # The last full-store refusal (unix ms, message) since the node started: the status shows
+        # it, so an operator learns of a full store without reading the log. It is not cleared by
+        # a later write, which may only have been small enough to fit.
+        self.last_full: tuple[int, str] | None = None
 
     def _reader(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -143,16 +144,27 @@ class Store:
     def _run_write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         try:
             with Transaction(self._write_conn) as conn:
-                result = fn(conn, *args, **kwargs)
+                return fn(conn, *args, **kwargs)
         except sqlite3.OperationalError as exc:
             if is_full(exc):
                 self._reclaim_wal()
                 message = full_message(self.path, self.max_size_mb if self._at_cap() else None, exc)
-                self.full = (int(time.time() * 1000), message)
+                self.last_full = (int(time.time() * 1000), message)
                 raise StoreFull(message) from exc
             raise
-        self.full = None
-        return result
+
+    def usage(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        """Database size, its cap and the disk's free space, in MB, with the last full-store refusal
+        (run it through ``read``)."""
+        pages, page_size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
+        try:
+            st = os.statvfs(self.path.parent)
+            free: float | None = round(st.f_bavail * st.f_frsize / 1e6, 1)
+        except OSError:
+            free = None
+        return {"size_mb": round(pages * page_size / 1e6, 2), "max_size_mb": self.max_size_mb, "disk_free_mb": free,
+                "last_full_at": self.last_full[0] if self.last_full else None,
+                "last_full_message": self.last_full[1] if self.last_full else None}
 
     def _at_cap(self) -> bool:
         """Whether store.max_size_mb refused the write, rather than the disk itself: SQLite says
