@@ -50,7 +50,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import sqlite3
 import statistics
 import sys
@@ -67,6 +66,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp
 from aiohttp import web
+from benchlib import free_port  # scripts/ is on the path when a script runs
 
 from crypto.descriptor import make_descriptor
 from crypto.keys import generate_encryption_key, generate_identity
@@ -417,10 +417,6 @@ class Built:
     reused: bool
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _add_origins(home: Path, seed: int) -> dict[str, str]:
@@ -479,7 +475,7 @@ def build(root: Path, n: int, seed: int, rebuild: bool) -> Built:
         shutil.rmtree(home)
     t0 = time.perf_counter()
     out = admin.init(str(home), name="NL Customs", country="NL", role="national", regions=["WE"],
-                     listen=f"127.0.0.1:{_free_port()}", public_url=None)
+                     listen=f"127.0.0.1:{free_port()}", public_url=None)
     origins = _add_origins(home, seed)
     conn = connect(home / "node.db")
     token = auth.create_token(conn, "analyst", "analyst", int(time.time() * 1000))
@@ -605,7 +601,7 @@ async def measure(built: Built, requests: int, warmup: int,
     app = build_app(node, scheduled=False)
     runner = make_runner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{port}/api/v1/search"
     headers = {"Authorization": f"Bearer {built.token}"}

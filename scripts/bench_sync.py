@@ -79,7 +79,6 @@ import pstats
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -93,7 +92,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import cpu_model  # scripts/ is on the path when a script runs
+from benchlib import cpu_model, cpu_seconds, free_port  # scripts/ is on the path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -507,10 +506,6 @@ class Setup:
     receiver: str
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def init_node(root: Path, name: str, country: str, role: str) -> Member:
@@ -693,13 +688,6 @@ def restore_db(m: Member, src: Path) -> None:
 # --- Node processes ----------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc; 0 if unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 class NodeProcess:

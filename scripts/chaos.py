@@ -49,7 +49,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -66,6 +65,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchlib import free_port  # noqa: E402  (scripts/ is on the path when a script runs)
 
 from node import admin  # noqa: E402
 
@@ -170,10 +171,6 @@ class Filling:
         return self.mount / "ballast"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cast(n: int, root: Path) -> dict[str, Member]:

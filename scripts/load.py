@@ -72,7 +72,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -93,7 +92,7 @@ import contextlib
 
 import aiohttp
 from bench_sync import GOODS, make_record  # realistic seizure records
-from benchlib import cpu_model
+from benchlib import cpu_model, cpu_seconds, free_port
 
 from crypto.descriptor import endorse, make_descriptor
 from crypto.envelope import seal_bundle
@@ -133,10 +132,6 @@ def percentile(values: list[float], p: float) -> float:
     return s[max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- Set-up --------------------------------------------------------------------------------------
@@ -269,12 +264,6 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 class NodeProcess:
@@ -334,7 +323,7 @@ class NodeProcess:
         return _status_kb(self.pid, "VmHWM")
 
     def cpu_s(self) -> float:
-        return sum(_cpu_s(p) for p in self.tree())
+        return sum(cpu_seconds(p) for p in self.tree())
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
