@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from node.store.chunked import select_in
+
 
 @dataclass(frozen=True)
 class BundleRow:
@@ -28,12 +30,7 @@ class BundleRow:
 
 def known_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
     """The subset of ``ids`` already stored."""
-    found: set[str] = set()
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        marks = ",".join("?" * len(chunk))
-        found.update(r[0] for r in conn.execute(f"SELECT id FROM bundles WHERE id IN ({marks})", chunk))  # noqa: S608
-    return found
+    return {r[0] for r in select_in(conn, "SELECT id FROM bundles WHERE id IN ({marks})", ids)}
 
 
 def insert_bundles(conn: sqlite3.Connection, rows: Iterable[BundleRow]) -> list[str]:

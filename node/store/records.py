@@ -6,6 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
+from node.store.chunked import select_in
 from protocol.bundle import Payload
 
 
@@ -35,11 +36,7 @@ def apply_payloads(conn: sqlite3.Connection, items: list[tuple[str, int, Payload
     """
     problems: dict[str, str] = {}
     rids = [p.record["id"] for _, _, p, _ in items]
-    held: set[str] = set()
-    for i in range(0, len(rids), 500):
-        part = rids[i:i + 500]
-        marks = ",".join("?" * len(part))
-        held.update(r[0] for r in conn.execute(f"SELECT id FROM records WHERE id IN ({marks})", part))  # noqa: S608
+    held = {r[0] for r in select_in(conn, "SELECT id FROM records WHERE id IN ({marks})", rids)}
     run: list[tuple[str, int, Payload, str]] = []
     for bundle_id, created, payload, body in items:
         rid = payload.record["id"]
@@ -68,14 +65,9 @@ def _insert_new(conn: sqlite3.Connection, run: list[tuple[str, int, Payload, str
          p.record.get("ref"), body) for bid, created, p, body in run])
     # A retraction may have come first (sync order is not creation order): such records arrive retracted.
     pairs = [(p.record["id"], p.origin) for _, _, p, _ in run]
-    retracted: list[tuple[str]] = []
-    for i in range(0, len(pairs), 400):
-        part = pairs[i:i + 400]
-        refs = ",".join("?" * len(part))
-        hits = {(r[0], r[1]) for r in conn.execute(
-            f"SELECT ref, origin FROM records WHERE kind = 'retract' AND ref IN ({refs})",  # noqa: S608
-            [rid for rid, _ in part])}
-        retracted += [(rid,) for rid, origin in part if (rid, origin) in hits]
+    hits = {(r[0], r[1]) for r in select_in(
+        conn, "SELECT ref, origin FROM records WHERE kind = 'retract' AND ref IN ({marks})", [rid for rid, _ in pairs])}
+    retracted = [(rid,) for rid, origin in pairs if (rid, origin) in hits]
     if retracted:
         conn.executemany("UPDATE records SET retracted = 1 WHERE id = ?", retracted)
 
@@ -236,14 +228,9 @@ def mark_shared_many(conn: sqlite3.Connection, pairs: list[tuple[str, str]]) -> 
 
 def existing_ids(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
     """Which of ``ids`` are taken here: id -> 'draft' (local, not shared) or 'record' (readable)."""
-    out: dict[str, str] = {}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in conn.execute(f"SELECT id FROM drafts WHERE id IN ({marks}) AND shared_bundle IS NULL", chunk):  # noqa: S608
-            out[r[0]] = "draft"
-        for r in conn.execute(f"SELECT id FROM records WHERE id IN ({marks})", chunk):  # noqa: S608
-            out[r[0]] = "record"
+    out = {r[0]: "draft" for r in select_in(conn, "SELECT id FROM drafts WHERE id IN ({marks}) AND shared_bundle IS NULL",
+                                            ids)}
+    out.update((r[0], "record") for r in select_in(conn, "SELECT id FROM records WHERE id IN ({marks})", ids))
     return out
 
 

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from node.store.chunked import CHUNK, select_in
 from protocol.bundle import Payload
 
 INDEXED_KINDS: tuple[str, ...] = ("seizure", "alert", "message")
@@ -57,7 +58,6 @@ TAIL_BITS = 6
 DAY_MS = 86_400_000
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 MAX_CREATED = (2**63 - 1) // SLOT - 1
-_CHUNK = 500  # ids per IN (...) list
 
 _TRANSPORT_REFS = ("container", "awb", "bill_of_lading", "vessel_imo", "flight")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
@@ -250,12 +250,8 @@ def write_entries(conn: sqlite3.Connection, entries: Sequence[IndexEntry]) -> in
     entries = [e for e in entries if e.kind in INDEXED_KINDS]
     if not entries:
         return 0
-    held: dict[str, int] = {}
-    ids = [e.id for e in entries]
-    for i in range(0, len(ids), _CHUNK):
-        part = ids[i:i + _CHUNK]
-        marks = ",".join("?" * len(part))
-        held.update(conn.execute(f"SELECT id, rowid FROM record_facets WHERE id IN ({marks})", part))  # noqa: S608
+    held: dict[str, int] = dict(select_in(conn, "SELECT id, rowid FROM record_facets WHERE id IN ({marks})",
+                                          [e.id for e in entries]))
     todo: list[tuple[IndexEntry, Prepared, int | None]] = []
     seen: set[str] = set()
     for e in reversed(entries):  # the last entry for an id wins
@@ -337,8 +333,8 @@ def index_records(conn: sqlite3.Connection, ids: Iterable[str],
     """Rewrite the index rows of these record ids from ``records`` (ids of other kinds are skipped)."""
     ids = list(dict.fromkeys(ids))
     written = 0
-    for i in range(0, len(ids), _CHUNK):
-        part = ids[i:i + _CHUNK]
+    for i in range(0, len(ids), CHUNK):  # a chunk at a time: its rows are written before the next is read
+        part = ids[i:i + CHUNK]
         marks = ",".join("?" * len(part))
         rows = conn.execute(
             f"SELECT r.id, r.kind, r.origin, r.created, r.bundle_id, r.body, {_FLAGS_SQL} FROM records r"  # noqa: S608
