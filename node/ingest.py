@@ -52,16 +52,14 @@ class IngestResult:
 def _store_batch(conn: Any, rows: list[BundleRow], checked: dict[str, Checked]) -> list[str]:
     inserted = bundle_store.insert_bundles(conn, rows)
     created = {r.id: r.created for r in rows}
-    opened = [(bid, checked[bid]) for bid in inserted if checked[bid].payload is not None]
-    problems = record_store.apply_payloads(conn, [(bid, created[bid], c.payload, c.body) for bid, c in opened
-                                                  if c.payload is not None])
+    opened = [(bid, p, checked[bid]) for bid in inserted if (p := checked[bid].payload) is not None]
+    problems = record_store.apply_payloads(conn, [(bid, created[bid], p, c.body) for bid, p, c in opened])
     for bid, problem in problems.items():
         log.warning("bundle %s: record refused: %s", bid, problem)
     if problems:
         conn.executemany("UPDATE bundles SET state='undecryptable', note=? WHERE id=?",
                          [("record: " + problem[:200], bid) for bid, problem in problems.items()])
-    search_index.index_payloads(conn, {bid: c.payload for bid, c in opened if c.payload is not None},
-                                {bid: c.prepared for bid, c in opened})
+    search_index.index_payloads(conn, {bid: p for bid, p, _ in opened}, {bid: c.prepared for bid, _, c in opened})
     return inserted
 
 
