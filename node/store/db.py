@@ -157,12 +157,9 @@ class Store:
         """Database size, its cap and the disk's free space, in MB, with the last full-store refusal
         (run it through ``read``)."""
         pages, page_size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
-        try:
-            st = os.statvfs(self.path.parent)
-            free: float | None = round(st.f_bavail * st.f_frsize / 1e6, 1)
-        except OSError:
-            free = None
-        return {"size_mb": round(pages * page_size / 1e6, 2), "max_size_mb": self.max_size_mb, "disk_free_mb": free,
+        free = self._disk_free()
+        return {"size_mb": round(pages * page_size / 1e6, 2), "max_size_mb": self.max_size_mb,
+                "disk_free_mb": None if free is None else round(free / 1e6, 1),
                 "last_full_at": self.last_full[0] if self.last_full else None,
                 "last_full_message": self.last_full[1] if self.last_full else None}
 
@@ -171,11 +168,16 @@ class Store:
         SQLITE_FULL for both, so ask the file system whether it still has room."""
         if self.max_size_mb is None:
             return False
+        free = self._disk_free()
+        return free is None or free >= WAL_KEEP_BYTES
+
+    def _disk_free(self) -> int | None:
+        """Bytes free to us on the database's file system (None if it cannot be asked)."""
         try:
             st = os.statvfs(self.path.parent)
         except OSError:
-            return True
-        return st.f_bavail * st.f_frsize >= WAL_KEEP_BYTES
+            return None
+        return st.f_bavail * st.f_frsize
 
     def _reclaim_wal(self) -> None:
         """After a full-disk error, move what the WAL holds into the database where it fits, so the
