@@ -40,6 +40,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from protocol import fields as f
+from protocol import shapes
 from protocol.bundle import Audience, Payload, _audience_exact, payload_for
 from protocol.canonical import parse_json
 from protocol.errors import InvalidBundle, InvalidRecord, MalformedJSON
@@ -67,9 +68,10 @@ def _text(max_len: int, min_len: int = 0) -> Any:
     return Annotated[str, msgspec.Meta(min_length=min_len, max_length=max_len)]
 
 
-def _pattern(regex: str) -> Any:
-    # msgspec runs re.search: anchored with \Z, since $ also matches before a final newline.
-    return Annotated[str, msgspec.Meta(pattern=f"^(?:{regex})\\Z")]
+def _pattern(regex: re.Pattern[str]) -> Any:
+    # The pattern protocol.fields matches with fullmatch; msgspec runs re.search, so it is
+    # anchored here, with \Z since $ also matches before a final newline.
+    return Annotated[str, msgspec.Meta(pattern=f"^(?:{regex.pattern})\\Z")]
 
 
 def _literal(values: Iterable[str]) -> Any:
@@ -78,11 +80,11 @@ def _literal(values: Iterable[str]) -> Any:
 
 # The same sets and patterns as protocol.fields; what a pattern cannot say
 # (check digits, a locode's country, a positive amount) is checked after.
-_UUID = _pattern(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = _pattern(f._UUID)
 _COUNTRY = _literal(f._COUNTRIES)
 _CURRENCY = _literal(f._CURRENCIES)
-_DECIMAL = _pattern(r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?")
-_LOCODE = _pattern(r"[A-Z]{2}[A-Z2-9]{3}")
+_DECIMAL = _pattern(f._DECIMAL)
+_LOCODE = _pattern(f._LOCODE)
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -96,7 +98,7 @@ class _Office(_Strict):
 
 class _Commodity(_Strict):
     description: _text(500, 1)  # type: ignore[valid-type]
-    hs_code: _pattern(r"[0-9]{6,10}") | UnsetType = _UNSET  # type: ignore[valid-type]
+    hs_code: _pattern(f._HS_CODE) | UnsetType = _UNSET  # type: ignore[valid-type]
     brand: _text(200, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
     rights_holder: _text(200, 1) | UnsetType = _UNSET  # type: ignore[valid-type]
 
@@ -121,9 +123,9 @@ class _Route(_Strict):
 class _TransportRefs(_Strict):
     container: str | UnsetType = _UNSET  # f.container (check digit)
     awb: str | UnsetType = _UNSET  # f.awb (check digit)
-    bill_of_lading: _pattern(r"[A-Z0-9]{1,35}") | UnsetType = _UNSET  # type: ignore[valid-type]
+    bill_of_lading: _pattern(f._BILL_OF_LADING) | UnsetType = _UNSET  # type: ignore[valid-type]
     vessel_imo: str | UnsetType = _UNSET  # f.vessel_imo (check digit)
-    flight: _pattern(r"[A-Z0-9]{2}[0-9]{1,4}[A-Z]?") | UnsetType = _UNSET  # type: ignore[valid-type]
+    flight: _pattern(f._FLIGHT) | UnsetType = _UNSET  # type: ignore[valid-type]
 
 
 class _Party(_Strict):
@@ -184,8 +186,8 @@ def _may_hold_controls(plaintext: bytes) -> bool:
 
 
 _PAYLOAD_KEYS = frozenset(("origin", "audience", "kind", "record"))
-_is_node_id = re.compile(r"n[a-z2-7]{24}").fullmatch
-_NON_ZERO_DIGIT = re.compile(r"[1-9]").search
+_is_node_id = shapes.NODE_ID.fullmatch
+_NON_ZERO_DIGIT = f._NON_ZERO_DIGIT.search
 _COUNTRIES = f._COUNTRIES
 
 
