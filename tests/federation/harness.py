@@ -152,6 +152,17 @@ async def api(member: Member, session: Any, method: str, path: str, body: Any = 
         return resp.status, await resp.json()
 
 
+async def share_new(member: Member, session: Any, kind: str, record: dict[str, Any], audience: str,
+                    urgent: bool = False) -> tuple[str, dict[str, Any]]:
+    """Create a record through the officer API and share it: (record id, the share answer)."""
+    status, made = await api(member, session, "POST", "/api/v1/records", {"kind": kind, "record": record})
+    assert status == 201, made
+    status, shared = await api(member, session, "POST", f"/api/v1/records/{made['id']}/share",
+                               {"audience": audience, "urgent": urgent})
+    assert status == 201, shared
+    return made["id"], shared
+
+
 def roster_store(member: Member) -> Any:
     return dir_store
 

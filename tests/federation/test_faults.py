@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from tests.federation.harness import api, make_seizure, push_as, seal_from
+from tests.federation.harness import api, make_seizure, push_as, seal_from, share_new
 
 
 def build_wca(fed):
@@ -19,12 +19,7 @@ def build_wca(fed):
 
 
 async def share(member, session, audience, i=0, urgent=False):
-    status, made = await api(member, session, "POST", "/api/v1/records", {"kind": "seizure", "record": make_seizure(i)})
-    assert status == 201, made
-    status, shared = await api(member, session, "POST", f"/api/v1/records/{made['id']}/share",
-                               {"audience": audience, "urgent": urgent})
-    assert status == 201, shared
-    return made["id"], shared
+    return await share_new(member, session, "seizure", make_seizure(i), audience, urgent)
 
 
 async def _down_hub_is_backed_off_then_caught_up(fed, *, warm_up: bool, emulate_etag: bool = False):

@@ -13,7 +13,15 @@ import aiohttp
 from crypto.envelope import seal_bundle
 from node import cli
 from protocol.bundle import Audience
-from tests.federation.harness import api, db_rows, enc_key_of, identity_of, make_seizure, push_as
+from tests.federation.harness import (
+    api,
+    db_rows,
+    enc_key_of,
+    identity_of,
+    make_seizure,
+    push_as,
+    share_new,
+)
 
 ALERT = {
     "title": "Falsified antimalarials in container CSQU3054383", "urgency": "priority",
@@ -37,15 +45,6 @@ def build(fed):
 async def settle(fed):
     await fed.drain()
     await fed.sync("WCA hub", "Nigeria", "Ghana", "Benin")
-
-
-async def share_new(member, s, kind, record, audience, urgent=False):
-    status, made = await api(member, s, "POST", "/api/v1/records", {"kind": kind, "record": record})
-    assert status == 201, made
-    status, shared = await api(member, s, "POST", f"/api/v1/records/{made['id']}/share",
-                               {"audience": audience, "urgent": urgent})
-    assert status == 201, shared
-    return made["id"], shared
 
 
 async def test_edit_and_retract_reach_the_same_audience(fed):

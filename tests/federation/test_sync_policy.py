@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 
 from node.transport import PeerUnavailable
-from tests.federation.harness import api, db_rows, make_seizure
+from tests.federation.harness import db_rows, make_seizure, share_new
 
 
 class DropEvery:
@@ -27,12 +27,8 @@ class DropEvery:
 
 
 async def share(member, session, audience, i=0, urgent=False):
-    status, made = await api(member, session, "POST", "/api/v1/records", {"kind": "seizure", "record": make_seizure(i)})
-    assert status == 201, made
-    status, shared = await api(member, session, "POST", f"/api/v1/records/{made['id']}/share",
-                               {"audience": audience, "urgent": urgent})
-    assert status == 201, shared
-    return shared["bundle"]
+    """The id of the bundle that shares a new seizure."""
+    return (await share_new(member, session, "seizure", make_seizure(i), audience, urgent))[1]["bundle"]
 
 
 async def test_a_lost_request_is_retried_inside_the_round(fed):
