@@ -101,13 +101,24 @@ class RateLimiter:
         return (1 - tokens) / self.rate
 
 
-def parse_bounded(body: bytes) -> Any:
-    """A request body's JSON, refused (MalformedJSON) before parsing when it holds far more values
-    than a real request of its size could."""
+def check_value_count(body: bytes) -> None:
+    """Refuse (MalformedJSON) a request body that holds far more JSON values than a real request
+    of its size could, before any parser builds them."""
     values = body.count(b"{") + body.count(b"[") + body.count(b",")
     if values > 64 + len(body) // MIN_BYTES_PER_VALUE:
         raise MalformedJSON(f"{values} JSON values in {len(body)} bytes: more than a federation request holds")
+
+
+def parse_bounded(body: bytes) -> Any:
+    """A request body's JSON, after ``check_value_count``."""
+    check_value_count(body)
     return parse_json(body)
+
+
+def push_items(body: bytes) -> list[Any]:
+    """The bundles of a push body (``PushRequest.items_of``), after ``check_value_count``."""
+    check_value_count(body)
+    return PushRequest.items_of(body)
 
 
 async def parse_body(body: bytes) -> Any:
@@ -209,8 +220,8 @@ class Federation:
         return Reply(200, b'{"bundles":[' + b",".join(raws) + b"]}")
 
     async def _push(self, caller: str, body: bytes) -> Reply:
-        req = PushRequest.from_json(await parse_body(body))
-        result = await ingest(self.node, list(req.bundles), via=caller)
+        bundles = await asyncio.to_thread(push_items, body) if len(body) > PARSE_IN_THREAD else push_items(body)
+        result = await ingest(self.node, bundles, via=caller)
         if result.new_urgent:
             for callback in self.on_new_urgent:
                 callback(result.new_urgent, caller)

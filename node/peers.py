@@ -26,7 +26,7 @@ from node.transport import PeerClient, PeerUnavailable
 from protocol.audience import may_receive
 from protocol.bundle import Bundle
 from protocol.errors import RemoteProtocolError
-from protocol.sync import Cursor, Fetch, PeerSync, PollFeed, Wait
+from protocol.sync import Cursor, FeedPage, Fetch, PeerSync, PollFeed, Wait
 
 log = logging.getLogger("cenmesh.peers")
 
@@ -36,6 +36,13 @@ T = TypeVar("T")
 # (feed, fetch, push) is idempotent, so trying again is safe; failing the whole round on the
 # first lost request made 20% loss fail about half the rounds of a peer with new bundles.
 ATTEMPTS = 3
+
+# A fetch of many ids goes out as this many requests (slices of at least FETCH_SLICE_MIN ids),
+# SLICES_IN_FLIGHT at a time, so that transfers overlap checking and writing
+# (scripts/bench sync measures the effect).
+SLICES_PER_FETCH = 4
+FETCH_SLICE_MIN = 64
+SLICES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -113,6 +120,7 @@ class SyncDriver:
             if not machine.in_round and self.node.now_ms() < machine.due_ms:
                 return "waiting"
             refresh = self._directory_due(peer, directory)
+            ahead: tuple[PollFeed, asyncio.Task[FeedPage]] | None = None
             try:
                 while True:
                     action = machine.next_action(self.node.now_ms())
@@ -123,11 +131,22 @@ class SyncDriver:
                         if refresh:  # inside the round, so a dead peer is backed off like any failure
                             refresh = False
                             await self.refresh_directory(peer)
-                        page = await self._retry(partial(self.client.feed, peer.url, action.after, action.limit))
+                        if ahead is not None and ahead[0] == action:
+                            page = await ahead[1]
+                        else:
+                            page = await self._retry(partial(self.client.feed, peer.url, action.after, action.limit))
+                        ahead = None
                         ids = [item.id for item in page.items]
                         known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
                         machine.feed_received(page, [i for i in ids if i not in known], self.node.now_ms(),
                                               jitter_ms=self._jitter())
+                        if page.more and machine.in_round:
+                            # Ask for the next page while this one's bundles come in: a page done
+                            # moves the cursor to page.next, so that is the next poll. Only the
+                            # request is early; the cursor is saved once this page is stored.
+                            nxt = PollFeed(page.next, action.limit)
+                            ahead = nxt, asyncio.ensure_future(
+                                self._retry(partial(self.client.feed, peer.url, nxt.after, nxt.limit)))
                     elif isinstance(action, Fetch):
                         stored = await self._fetch_once(peer, list(action.ids))
                         machine.fetched(stored, self.node.now_ms(), jitter_ms=self._jitter())
@@ -140,6 +159,10 @@ class SyncDriver:
                 await self.node.store.write(peer_store.mark_failed, peer.node, str(exc), self.node.now_ms(),
                                             machine.failures, machine.due_ms)
                 return f"error: {exc}"
+            finally:
+                if ahead is not None:  # a page asked for and not used (the round failed or ended)
+                    ahead[1].cancel()
+                    await asyncio.gather(ahead[1], return_exceptions=True)
 
     async def _fetch_once(self, peer: Peer, ids: list[str]) -> set[str]:
         """Fetch and ingest ``ids`` from ``peer``, leaving to another peer's fetch what it is already
@@ -157,20 +180,46 @@ class SyncDriver:
             stored = await self.node.store.read(bundle_store.known_ids, theirs) if theirs else set()
             wanted = mine + [i for i in theirs if i not in stored]
             if wanted:
-                objs = await self._retry(lambda: self.client.fetch(peer.url, wanted))
-                result = await ingest(self.node, objs, via=peer.node)
-                # An urgent bundle that comes in by pull more than an interval after it was made
-                # (we were down, or cut off) has had a round to reach its recipients some other
-                # way: pushing it now mostly sends them a second copy (measured by
-                # scripts/simulate: most duplicate bodies in the partition and hub-down runs).
-                fresh_after = self.node.now_ms() - self.interval_ms
-                self._relay_urgent([b for b in result.new_urgent if b.created >= fresh_after], peer.node)
-                stored.update(result.accepted, result.duplicate)
+                stored |= await self._fetch_slices(peer, wanted)
             return stored
         finally:
             for i in mine:
                 self._inflight.pop(i, None)
             done.set_result(None)
+
+    async def _fetch_slices(self, peer: Peer, ids: list[str]) -> set[str]:
+        """Fetch and ingest ``ids`` in slices, ``SLICES_IN_FLIGHT`` at a time; returns the ids now stored.
+
+        One slice's request and transfer overlap another's checks and writes, so
+        the peer, the network, the worker processes and the store's writer are
+        busy at once instead of in turn. Each slice is ingested (and committed)
+        on its own. If one fails, the others still finish (nothing is left half
+        done), and then its error is raised: the machine gives up the round and
+        keeps the cursor, and the next round skips what was stored.
+        """
+        gate = asyncio.Semaphore(SLICES_IN_FLIGHT)
+
+        async def one(part: list[str]) -> set[str]:
+            async with gate:
+                objs = await self._retry(lambda: self.client.fetch(peer.url, part))
+                result = await ingest(self.node, objs, via=peer.node)
+            # An urgent bundle that comes in by pull more than an interval after it was made
+            # (we were down, or cut off) has had a round to reach its recipients some other
+            # way: pushing it now mostly sends them a second copy (measured by
+            # scripts/simulate: most duplicate bodies in the partition and hub-down runs).
+            fresh_after = self.node.now_ms() - self.interval_ms
+            self._relay_urgent([b for b in result.new_urgent if b.created >= fresh_after], peer.node)
+            return {*result.accepted, *result.duplicate}
+
+        size = max(FETCH_SLICE_MIN, -(-len(ids) // SLICES_PER_FETCH))
+        outcomes = await asyncio.gather(*(one(ids[i:i + size]) for i in range(0, len(ids), size)),
+                                        return_exceptions=True)
+        stored: set[str] = set()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            stored |= outcome
+        return stored
 
     @staticmethod
     async def _retry(call: Callable[[], Awaitable[T]]) -> T:

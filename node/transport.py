@@ -184,8 +184,13 @@ class PeerClient:
         return FeedPage.from_json(self._json(resp))
 
     async def fetch(self, base_url: str, ids: list[str]) -> list[Any]:
+        """The bundles the peer answers with: each its own JSON text (bytes) or, from a peer that
+        writes its answer differently, a JSON object (both are what ``ingest`` takes)."""
         resp = await self._call(base_url, "POST", "/fetch", body=canonical({"ids": ids}))
-        return list(FetchResponse.from_json(self._json(resp)).bundles)
+        try:
+            return FetchResponse.items_of(resp.body)
+        except MalformedJSON as exc:
+            raise RemoteProtocolError(f"answer is not valid JSON: {exc}") from None
 
     async def push(self, base_url: str, bundles: list[Any]) -> PushResponse:
         resp = await self._call(base_url, "POST", "/push", body=canonical({"bundles": bundles}))

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -135,6 +136,8 @@ def check_chunk_packed(objs: Sequence[Any], start: int, snapshot: Snapshot, now_
             out.append((r.index, r.id, r.reason, r.detail))
             continue
         row = tuple(getattr(r.row, name) for name in _ROW_FIELDS)
+        if r.row.raw is objs[r.index - start]:  # a canonical text came in: the caller has those bytes
+            row = (*row[:_RAW_AT], None, *row[_RAW_AT + 1:])
         p = r.payload
         payload = None if p is None else (p.origin, p.audience.scope, p.audience.nodes, p.audience.group, p.kind,
                                           p.record, r.body, r.prepared)
@@ -142,17 +145,22 @@ def check_chunk_packed(objs: Sequence[Any], start: int, snapshot: Snapshot, now_
     return out
 
 
-def _unpack(item: Packed) -> Checked | Refused:
+def _unpack(item: Packed, objs: Sequence[Any]) -> Checked | Refused:
     if len(item) == 4:
         return Refused(*item)
     index, row, payload = item
+    if row[_RAW_AT] is None:
+        row = (*row[:_RAW_AT], objs[index], *row[_RAW_AT + 1:])
+    bundle_row = BundleRow(*row)
     if payload is None:
-        return Checked(index, BundleRow(*row), None)
+        return Checked(index, bundle_row, None)
     origin, scope, nodes, group, kind, record, body, prepared = payload
-    return Checked(index, BundleRow(*row), Payload(origin, Audience._checked(scope, nodes, group), kind, record), body, prepared)
+    return Checked(index, bundle_row, Payload(origin, Audience._checked(scope, nodes, group), kind, record), body,
+                   prepared)
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(BundleRow))
+_RAW_AT = _ROW_FIELDS.index("raw")
 
 
 def _maybe_id(obj: Any) -> str:
@@ -221,7 +229,7 @@ class Verifier:
         ]
         try:
             for future in futures:
-                yield [_unpack(r) for r in await future]
+                yield [_unpack(r, objs) for r in await future]
         finally:
             for future in futures:
                 future.cancel()
@@ -241,9 +249,19 @@ class Verifier:
 
 def _only_origins(snapshot: Snapshot, objs: Sequence[Any]) -> Snapshot:
     """The snapshot cut down to the origins a chunk names, so little crosses to the worker."""
-    wanted = {o.get("origin") for o in objs if isinstance(o, dict)}
+    wanted: set[Any] = set()
+    for o in objs:
+        if isinstance(o, dict):
+            wanted.add(o.get("origin"))
+        elif b"\\u" in o:  # an id may be hidden in escapes: send every origin
+            return snapshot
+        else:  # every "origin" member of the text, however it is spaced
+            wanted.update(m.decode("utf-8", "replace") for m in _ORIGIN_MEMBER.findall(o))
     origins = {k: v for k, v in snapshot.origins.items() if k in wanted}
     return Snapshot(snapshot.me, snapshot.is_hub, snapshot.max_bundle_bytes, origins, snapshot.enc_private)
+
+
+_ORIGIN_MEMBER = re.compile(rb'"origin"\s*:\s*"([^"]*)"')
 
 
 def default_processes() -> int:

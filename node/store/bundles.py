@@ -121,9 +121,11 @@ def bundles_for(conn: sqlite3.Connection, ids: Sequence[str], caller: str, *, se
             sql = f"SELECT raw FROM bundles WHERE id IN ({marks})"  # noqa: S608
             args: list[object] = list(chunk)
         else:
-            sql = (f"SELECT b.raw FROM bundles b JOIN bundle_recipients r ON r.seq = b.seq AND r.node = ?"  # noqa: S608
-                   f" WHERE b.id IN ({marks})")
-            args = [caller, *chunk]
+            # Find the ids first, then probe (node, seq) for each: joined the other way round, SQLite
+            # walked every bundle addressed to the caller for each fetch (14 ms a fetch at 11,000).
+            sql = (f"SELECT b.raw FROM bundles b WHERE b.id IN ({marks}) AND EXISTS"  # noqa: S608
+                   " (SELECT 1 FROM bundle_recipients r WHERE r.node = ? AND r.seq = b.seq)")
+            args = [*chunk, caller]
         out.extend(r[0] for r in conn.execute(sql, args))
     return out
 

@@ -328,19 +328,46 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 def bundle_outcome(obj: Any, max_bytes: int) -> tuple[Any, ...]:
-    try:
-        bundle = parse_bundle(obj, max_bytes=max_bytes)
-    except InvalidBundle as exc:
-        return ("InvalidBundle", exc.reason, exc.detail)
-    return ("ok", vars(bundle))
+    """parse_bundle's answer for ``obj``; every object tested here is also tested as JSON text."""
+    _assert_text_path_as_reference(obj, max_bytes)
+    return _outcome_of(parse_bundle, obj, max_bytes)
 
 
 def reference_outcome(obj: Any, max_bytes: int) -> tuple[Any, ...]:
+    return _outcome_of(pb._parse_reference, obj, max_bytes)
+
+
+def _outcome_of(parse: Any, obj: Any, max_bytes: int) -> tuple[Any, ...]:
     try:
-        bundle = pb._parse_reference(obj, max_bytes)
+        bundle = parse(obj, max_bytes=max_bytes) if parse is parse_bundle else parse(obj, max_bytes)
     except InvalidBundle as exc:
         return ("InvalidBundle", exc.reason, exc.detail)
-    return ("ok", vars(bundle))
+    return ("ok", {**vars(bundle), "obj": bundle.obj})  # obj is decoded on use from a text
+
+
+def _texts_of(obj: Any) -> list[bytes]:
+    """JSON texts of ``obj``: its compact sorted form (canonical when obj is valid), and that text
+    with a space, a reordered pair of members, an escaped letter and a repeated member."""
+    try:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return []
+    texts = [text, text.replace(b":", b": ", 1), text.replace(b'"v":1', b'"v":1,"v":1')]
+    if isinstance(obj, dict) and len(obj) > 1:
+        items = sorted(obj.items(), key=lambda kv: str(kv[0]), reverse=True)
+        texts.append(json.dumps(dict(items), separators=(",", ":"), ensure_ascii=False).encode())
+    if b'"n' in text:
+        texts.append(text.replace(b'"n', b'"\\u006e', 1))
+    return texts
+
+
+def _assert_text_path_as_reference(obj: Any, max_bytes: int) -> None:
+    for text in _texts_of(obj):
+        try:
+            expected = reference_outcome(parse_json(text), max_bytes)
+        except MalformedJSON as exc:
+            expected = ("InvalidBundle", "shape", str(exc))
+        assert _outcome_of(parse_bundle, text, max_bytes) == expected, text
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -352,6 +379,10 @@ def test_valid_bundles_parse_as_the_reference_does(obj: dict[str, Any], max_byte
         bundle = parse_bundle(obj, max_bytes=max_bytes)
         assert bundle.raw == canonical(obj) and bundle.size == len(bundle.raw)
         assert bundle.obj is obj
+        # Its canonical text takes the text fast path, with the same Bundle.
+        fast = pb._parse_canonical_text(bundle.raw)
+        assert fast is not None and fast.raw is not None
+        assert {**vars(fast), "obj": fast.obj} == vars(bundle)
         assert type(bundle.audience) is Audience
         assert bundle.audience == Audience.from_json(obj["audience"])
 

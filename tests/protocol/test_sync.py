@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from protocol.bundle import parse_bundle
 from protocol.canonical import b64u_encode
-from protocol.errors import InvalidMessage, LocalProtocolError
+from protocol.errors import InvalidBundle, InvalidMessage, LocalProtocolError, MalformedJSON
 from protocol.sync import (
     DEFAULT_INTERVAL_MS,
     FEED_LIMIT_DEFAULT,
@@ -504,3 +505,40 @@ def test_simulated_sync_keeps_the_cursor_invariants(data: st.DataObject) -> None
     assert not m.in_round and m.failures == 0
     assert m.cursor == Cursor(peer.epoch, len(peer.entries))
     assert all(i in store or i in given_up for _, i, vis in peer.entries if vis)
+
+
+def test_bundle_lists_written_as_cenmesh_writes_them_are_cut_into_texts() -> None:
+    a, b = b'{"v":1,"x":"a"}', b'{"v":2,"nested":{"k":[1,2]}}'
+    assert FetchResponse.items_of(b'{"bundles":[' + a + b"," + b + b"]}") == [a, b]
+    assert FetchResponse.items_of(b'{"bundles":[]}') == []
+    assert PushRequest.items_of(b'{"bundles":[' + a + b"]}") == [a]
+    # Any other spelling is parsed strictly, and its bundles come back as objects.
+    assert FetchResponse.items_of(b'{"bundles": [' + a + b"]}") == [{"v": 1, "x": "a"}]
+    assert FetchResponse.items_of(b'{"bundles":[' + a + b"] }") == [{"v": 1, "x": "a"}]
+    # A bad bundle inside a well-framed list is that bundle's problem: the bundle parse
+    # refuses it (and ingest counts it), the others go on.
+    for bad in (b'{"v":1.5}', b'{"v":1,"v":1}', b'{"v":1 }'):
+        texts = FetchResponse.items_of(b'{"bundles":[' + a + b"," + bad + b"]}")
+        assert texts == [a, bad]
+        with pytest.raises(InvalidBundle) as info:
+            parse_bundle(bad)
+        assert info.value.reason == "shape"
+
+
+@pytest.mark.parametrize(
+    ("cls", "body", "error"),
+    [
+        (FetchResponse, b'{"bundles":[],"bundles":[]}', MalformedJSON),  # a repeated key
+        (FetchResponse, b'{"bundles":[1]}', InvalidMessage),
+        (FetchResponse, b'{"bundles":[[]]}', InvalidMessage),
+        (FetchResponse, b'{"bundles":{}}', InvalidMessage),
+        (FetchResponse, b'{"bundles":[],"more":false}', InvalidMessage),
+        (FetchResponse, b'{"bundles":[' + b",".join([b"{}"] * 1001) + b"]}", InvalidMessage),
+        (PushRequest, b'{"bundles":[]}', InvalidMessage),
+        (FetchResponse, b'{"bundles":[{}]', MalformedJSON),
+        (FetchResponse, b"", MalformedJSON),
+    ],
+)
+def test_bad_bundle_lists_are_refused_as_the_strict_parse_refuses_them(cls: Any, body: bytes, error: type) -> None:
+    with pytest.raises(error):
+        cls.items_of(body)
