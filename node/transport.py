@@ -181,7 +181,10 @@ class PeerClient:
 
     async def feed(self, base_url: str, after: int, limit: int) -> FeedPage:
         resp = await self._call(base_url, "GET", "/feed", query={"after": after, "limit": limit})
-        return FeedPage.from_json(self._json(resp))
+        try:
+            return FeedPage.from_body(resp.body)
+        except MalformedJSON as exc:
+            raise RemoteProtocolError(f"answer is not valid JSON: {exc}") from None
 
     async def fetch(self, base_url: str, ids: list[str]) -> list[Any]:
         """The bundles the peer answers with: each its own JSON text (bytes) or, from a peer that

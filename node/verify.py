@@ -255,6 +255,8 @@ def _only_origins(snapshot: Snapshot, objs: Sequence[Any]) -> Snapshot:
             wanted.add(o.get("origin"))
         elif b"\\u" in o:  # an id may be hidden in escapes: send every origin
             return snapshot
+        elif (at := o.find(b'"origin":"')) >= 0 and o.find(b'"origin"', at + 1) < 0:
+            wanted.add(o[at + 10:at + 35].decode("ascii", "replace"))  # canonical text: one member, no spaces
         else:  # every "origin" member of the text, however it is spaced
             wanted.update(m.decode("utf-8", "replace") for m in _ORIGIN_MEMBER.findall(o))
     origins = {k: v for k, v in snapshot.origins.items() if k in wanted}

@@ -65,8 +65,9 @@ def _insert_new(conn: sqlite3.Connection, run: list[tuple[str, int, Payload, str
          p.record.get("ref"), body) for bid, created, p, body in run])
     # A retraction may have come first (sync order is not creation order): such records arrive retracted.
     pairs = [(p.record["id"], p.origin) for _, _, p, _ in run]
+    # "+kind": look the refs up (records_ref), not every retraction ever held (records_kind_created).
     hits = {(r[0], r[1]) for r in select_in(
-        conn, "SELECT ref, origin FROM records WHERE kind = 'retract' AND ref IN ({marks})", [rid for rid, _ in pairs])}
+        conn, "SELECT ref, origin FROM records WHERE +kind = 'retract' AND ref IN ({marks})", [rid for rid, _ in pairs])}
     retracted = [(rid,) for rid, origin in pairs if (rid, origin) in hits]
     if retracted:
         conn.executemany("UPDATE records SET retracted = 1 WHERE id = ?", retracted)

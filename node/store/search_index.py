@@ -338,7 +338,8 @@ def index_records(conn: sqlite3.Connection, ids: Iterable[str],
         marks = ",".join("?" * len(part))
         rows = conn.execute(
             f"SELECT r.id, r.kind, r.origin, r.created, r.bundle_id, r.body, {_FLAGS_SQL} FROM records r"  # noqa: S608
-            f" WHERE r.id IN ({marks}) AND r.kind IN ('seizure', 'alert', 'message')", part).fetchall()
+            # "+r.kind": find the ids (primary key), not every record of these kinds (records_kind_created).
+            f" WHERE r.id IN ({marks}) AND +r.kind IN ('seizure', 'alert', 'message')", part).fetchall()
         written += write_entries(conn, _entries(rows, known, prepared))
     return written
 

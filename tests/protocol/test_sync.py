@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol.bundle import parse_bundle
-from protocol.canonical import b64u_encode
+from protocol.canonical import b64u_encode, canonical, parse_json
 from protocol.errors import InvalidBundle, InvalidMessage, LocalProtocolError, MalformedJSON
 from protocol.sync import (
     DEFAULT_INTERVAL_MS,
@@ -32,6 +32,7 @@ from protocol.sync import (
     PushResponse,
     Rejection,
     Wait,
+    _page_fast,
     parse_feed_query,
 )
 
@@ -542,3 +543,42 @@ def test_bundle_lists_written_as_cenmesh_writes_them_are_cut_into_texts() -> Non
 def test_bad_bundle_lists_are_refused_as_the_strict_parse_refuses_them(cls: Any, body: bytes, error: type) -> None:
     with pytest.raises(error):
         cls.items_of(body)
+
+
+def _page_outcome(parse: Any, body: bytes) -> tuple[Any, ...]:
+    try:
+        return ("ok", parse(body).to_json())
+    except InvalidMessage as exc:
+        return ("InvalidMessage", exc.field, exc.why)
+    except MalformedJSON as exc:
+        return ("MalformedJSON", str(exc))
+
+
+def _feed_bodies() -> list[bytes]:
+    good = canonical(page(range(1, 6), 9, more=True).to_json())
+    one = canonical(item(3).to_json())
+    bodies = [good, canonical(page([], 0).to_json()), canonical(page([7], 7, epoch="x" * 64).to_json())]
+    swaps = [
+        (b'"next":9', b'"next":4'), (b'"next":9', b'"next":-1'), (b'"next":9', b'"next":9.0'),
+        (b'"next":9', b'"next":9007199254740992'), (b'"more":true', b'"more":1'), (b'"epoch":"E1"', b'"epoch":""'),
+        (b'"epoch":"E1"', b'"epoch":"E 1"'), (b'"epoch":"E1"', b'"epoch":"E1","epoch":"E2"'),
+        (b'"seq":2', b'"seq":1'), (b'"seq":2', b'"seq":9'), (b'"seq":2', b'"seq":"2"'), (b'"size":900', b'"size":-900'),
+        (b'"origin":"n', b'"origin":"N'), (b'"origin":"n', b'"origin":"\\u006e'), (b'"id":"', b'"id":"x'),
+        (b'"id":"', b'"flag":1,"id":"'), (b'"created":', b'"created": '), (b"{", b" {"), (b'"items":[', b'"items":[7,'),
+        (b'"items":[', b'"items":[' + one + b","), (b',"more":true', b""),
+    ]
+    for old, new in swaps:
+        assert old in good, old
+        bodies.append(good.replace(old, new, 1))
+    bodies.append(good[:-1])
+    bodies.append(b'{"epoch":"E1","items":' + b"[" + b",".join([one] * 1001) + b'],"more":false,"next":3}')
+    return bodies
+
+
+def test_feed_pages_parse_from_bytes_as_the_strict_parse_does() -> None:
+    fast_path_taken = 0
+    for body in _feed_bodies():
+        expected = _page_outcome(lambda b: FeedPage.from_json(parse_json(b)), body)
+        assert _page_outcome(FeedPage.from_body, body) == expected, body[:200]
+        fast_path_taken += _page_fast(body) is not None
+    assert fast_path_taken == 3  # the canonical valid pages; every other one went the strict way
