@@ -24,6 +24,7 @@ import hmac
 import logging
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +156,21 @@ def require(request: web.Request, action: str) -> User:
 
 
 READ_ONLY_ACTIONS = frozenset({"view", "export"})
+
+
+def audit_writer(request: web.Request, action: str, target: str | None,
+                 detail: Callable[..., str]) -> Callable[..., None]:
+    """``audit_log`` for another write's own transaction: ``write(conn, *args)`` appends the entry
+    with ``detail(*args)`` (a share's bundle, say), so the two are stored together or not at all."""
+    node = request.app[NODE_KEY]
+    user: User = request.get(USER_KEY) or User("anonymous", "none")
+    source = request.remote
+
+    def write(conn: sqlite3.Connection, *args: Any) -> None:
+        audit.append(conn, at=node.now_ms(), user=user.name, role=user.role, action=action, target=target,
+                     detail=detail(*args), source=source)
+
+    return write
 
 
 async def audit_log(request: web.Request, action: str, target: str | None = None,

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +70,15 @@ class _Abort(Exception):
 
 
 _Part = tuple[list[BundleRow], dict[str, Checked]] | None | _Abort
+Also = Callable[[sqlite3.Connection], None]
 
 
 PART_WAIT_S = 300  # a part is a few ms of checking: waiting longer means the event loop is gone
 
 
-def _store_parts(conn: Any, parts: queue.SimpleQueue[_Part]) -> list[str]:
-    """Store the parts of one batch as they arrive (on the writer thread, in one transaction) until None.
+def _store_parts(conn: Any, parts: queue.SimpleQueue[_Part], also: Also | None = None) -> list[str]:
+    """Store the parts of one batch as they arrive (on the writer thread, in one transaction) until None,
+    then run ``also`` in the same transaction when anything was stored.
 
     Never waits forever: the single writer must not be held by a batch whose feeder died.
     """
@@ -85,20 +89,25 @@ def _store_parts(conn: Any, parts: queue.SimpleQueue[_Part]) -> list[str]:
         except queue.Empty:
             raise _Abort(f"no part of the batch came within {PART_WAIT_S} s") from None
         if part is None:
+            if also is not None and inserted:
+                also(conn)
             return inserted
         if isinstance(part, _Abort):
             raise part
         inserted += _store_batch(conn, *part)
 
 
-async def ingest(node: Node, objs: list[Any], *, via: str | None) -> IngestResult:
+async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | None = None) -> IngestResult:
     """Run section 3.1 on each of ``objs`` and store the new, valid ones in one transaction.
 
-    ``via`` names the peer they came from (None for our own bundles); its
+    ``objs``: bundles as JSON objects or as their JSON texts (bytes). ``via``
+    names the peer they came from (None for our own bundles); its
     rejections are counted per reason. StoreFull propagates: nothing of the
     batch is stored and the caller must not advance its cursor. A bundle that
     is already stored is acknowledged as a duplicate (step 6) and nothing of
-    it is written again.
+    it is written again. ``also(conn)`` runs in the batch's transaction when
+    it stores anything (an officer's share marks its draft and writes its
+    audit entry so: the bundle and they are stored together or not at all).
     """
     now = node.now_ms()
     result = IngestResult()
@@ -129,7 +138,7 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None) -> IngestResul
             if part_rows:
                 parts.put((part_rows, part_checked))
                 if writing is None:
-                    writing = asyncio.ensure_future(node.store.write(_store_parts, parts))
+                    writing = asyncio.ensure_future(node.store.write(_store_parts, parts, also))
     except BaseException:
         if writing is not None:
             parts.put(_Abort("checking the batch failed"))

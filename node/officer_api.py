@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from node import audit, auth, csv_import, outbox
-from node.auth import audit_log, require
+from node.auth import audit_log, audit_writer, require
 from node.context import Node
 from node.peers import SyncDriver
 from node.server import NODE_KEY, json_error
@@ -100,14 +100,14 @@ async def share_record(request: web.Request) -> web.Response:
     urgent = bool(_urgent(body))
     try:
         audience = Audience.parse_spec(str(body.get("audience", "")))
-        bundle = await outbox.share(node, rid, audience, urgent=urgent)
+        entry = audit_writer(request, "share", rid, lambda b: f"to {audience.describe()}"
+                                                              f"{' urgently' if urgent else ''}, bundle {b.id}")
+        bundle = await outbox.share(node, rid, audience, urgent=urgent, also=entry)
     except InvalidMessage as exc:
         return json_error(400, "bad-audience", str(exc))
     except (RecordRefused, AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
         return _share_failure(exc)
     _push(request, [bundle])
-    await audit_log(request, "share", rid, f"to {audience.describe()}{' urgently' if urgent else ''}, "
-                                           f"bundle {bundle.id}")
     return web.json_response({"bundle": bundle.id, "recipients": list(bundle.recipient_ids),
                               "audience": audience.describe(), "urgent": urgent}, status=201)
 
@@ -261,13 +261,14 @@ async def import_csv(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {"rows": parsed.rows, "imported": len(ids), "ids": ids, "shared": None}
     if audience is not None:
         try:
-            bundles = await outbox.share_batch(node, "seizure", records, audience)
+            entry = audit_writer(request, "share", None,
+                                 lambda bs: f"{len(bs)} imported seizures to {audience.describe()}")
+            bundles = await outbox.share_batch(node, "seizure", records, audience, also=entry)
         except (RecordRefused, AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
             return json_error(503 if isinstance(exc, StoreFull) else 409, "imported-not-shared",
                               f"the {len(ids)} seizures were imported as local records, but sharing them failed: "
                               f"{exc}. Share them with 'cenmesh share'")
         _push(request, bundles)
-        await audit_log(request, "share", None, f"{len(bundles)} imported seizures to {audience.describe()}")
         answer["shared"] = {"audience": audience.describe(), "bundles": [b.id for b in bundles]}
     return web.json_response(answer, status=201)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import sqlite3
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crypto.envelope import seal_bundle
@@ -109,8 +110,14 @@ def recipients(node: Node, audience: Audience, now_ms: int) -> dict[str, bytes]:
         raise AudienceUnresolvable(explain_unresolvable(audience, node.rosters, now_ms, exc)) from None
 
 
-async def seal_and_store(node: Node, kind: str, record: dict[str, Any], audience: Audience, *, urgent: bool) -> Bundle:
-    """Seal ``record`` to ``audience`` and store it as our own bundle (we are always a recipient)."""
+# Written in the same transaction as the bundle that a share stores (node.ingest's ``also``).
+AlsoWith = Callable[[sqlite3.Connection, Bundle], None]
+
+
+async def seal_and_store(node: Node, kind: str, record: dict[str, Any], audience: Audience, *, urgent: bool,
+                         also: AlsoWith | None = None) -> Bundle:
+    """Seal ``record`` to ``audience`` and store it as our own bundle (we are always a recipient);
+    ``also(conn, bundle)`` is written in the same transaction."""
     now = node.now_ms()
     try:
         check_personal_data(kind, record, audience.scope)
@@ -120,14 +127,20 @@ async def seal_and_store(node: Node, kind: str, record: dict[str, Any], audience
     lifetime = node.settings.protocol.bundle_lifetime_days * DAY_MS
     bundle = seal_bundle(identity=node.identity, kind=kind, record=record, audience=audience, recipient_keys=keys,
                          created=now, expires=now + lifetime, urgent=urgent, rng=os.urandom)
-    result = await ingest(node, [bundle.obj], via=None)
+    with_bundle = None if also is None else (lambda conn: also(conn, bundle))
+    result = await ingest(node, [bundle.raw], via=None, also=with_bundle)
     if result.rejected:
         raise ShareRefused(f"our own bundle was refused: {result.rejected[0][1]}")
     return bundle
 
 
-async def share(node: Node, rid: str, audience: Audience, *, urgent: bool) -> Bundle:
-    """Share a local record, or send the next version of one of our shared records."""
+async def share(node: Node, rid: str, audience: Audience, *, urgent: bool, also: AlsoWith | None = None) -> Bundle:
+    """Share a local record, or send the next version of one of our shared records.
+
+    The bundle, the draft marked as shared and ``also(conn, bundle)`` (the
+    officer's audit entry) are stored in one transaction: a store that fills
+    up refuses all three, and the officer's retry shares the draft once.
+    """
     draft = await node.store.read(record_store.get_draft, rid)
     held = await node.store.read(record_store.get_record, rid)
     if held is not None and held["origin"] == node.node_id:
@@ -139,10 +152,13 @@ async def share(node: Node, rid: str, audience: Audience, *, urgent: bool) -> Bu
         kind, record = draft["kind"], draft["record"]
     else:
         raise ShareRefused(f"no local record {rid} on this node")
-    bundle = await seal_and_store(node, kind, record, audience, urgent=urgent)
-    if draft is not None:
-        await node.store.write(record_store.mark_shared, rid, bundle.id)
-    return bundle
+    def mark(conn: sqlite3.Connection, bundle: Bundle) -> None:
+        if draft is not None:
+            record_store.mark_shared(conn, rid, bundle.id)
+        if also is not None:
+            also(conn, bundle)
+
+    return await seal_and_store(node, kind, record, audience, urgent=urgent, also=mark)
 
 
 async def send_feedback(node: Node, alert_id: str, answer: dict[str, Any]) -> tuple[dict[str, Any], Bundle]:
@@ -285,8 +301,10 @@ def check_batch(node: Node, kind: str, records: Sequence[dict[str, Any]], audien
     recipients(node, audience, node.now_ms())
 
 
-async def share_batch(node: Node, kind: str, records: Sequence[dict[str, Any]], audience: Audience) -> list[Bundle]:
-    """Seal each record to ``audience`` and store all the bundles in one ingest (one transaction)."""
+async def share_batch(node: Node, kind: str, records: Sequence[dict[str, Any]], audience: Audience,
+                      also: Callable[[sqlite3.Connection, list[Bundle]], None] | None = None) -> list[Bundle]:
+    """Seal each record to ``audience`` and store all the bundles, the drafts marked as shared and
+    ``also(conn, bundles)`` in one ingest (one transaction)."""
     check_batch(node, kind, records, audience)
     now = node.now_ms()
     keys = recipients(node, audience, now)
@@ -297,10 +315,14 @@ async def share_batch(node: Node, kind: str, records: Sequence[dict[str, Any]], 
                             created=now, expires=now + lifetime, urgent=False, rng=os.urandom) for r in records]
 
     bundles = await asyncio.to_thread(seal_all)
-    result = await ingest(node, [b.obj for b in bundles], via=None)
+    def mark(conn: sqlite3.Connection) -> None:
+        record_store.mark_shared_many(conn, [(r["id"], b.id) for r, b in zip(records, bundles, strict=True)])
+        if also is not None:
+            also(conn, bundles)
+
+    result = await ingest(node, [b.raw for b in bundles], via=None, also=mark)
     if result.rejected:
         raise ShareRefused(f"our own bundle was refused: {result.rejected[0][1]}")
-    await node.store.write(record_store.mark_shared_many, [(r["id"], b.id) for r, b in zip(records, bundles, strict=True)])
     return bundles
 
 

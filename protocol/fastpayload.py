@@ -41,7 +41,15 @@ import msgspec
 
 from protocol import fields as f
 from protocol import shapes
-from protocol.bundle import Audience, Payload, _audience_exact, payload_for
+from protocol.bundle import (
+    Audience,
+    Payload,
+    _audience_of_wire,
+    _FederationAudience,
+    _GroupAudience,
+    _NodesAudience,
+    payload_for,
+)
 from protocol.canonical import parse_json
 from protocol.errors import InvalidBundle, InvalidRecord, MalformedJSON
 from protocol.records import (
@@ -89,6 +97,9 @@ _LOCODE = _pattern(f._LOCODE)
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     pass
+
+
+_WireAudience = _NodesAudience | _GroupAudience | _FederationAudience  # as the bundle's header is read
 
 
 class _Office(_Strict):
@@ -156,14 +167,12 @@ class _Seizure(_Strict):
 
 
 class _SeizurePayload(_Strict):
-    # origin and audience are judged on the untyped decode (see payload_fast).
-    origin: msgspec.Raw
-    audience: msgspec.Raw
+    audience: _WireAudience
     kind: Literal["seizure"]
+    origin: str
     record: _Seizure
 
 
-_decode = msgspec.json.Decoder().decode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _decode_seizure = msgspec.json.Decoder(_SeizurePayload).decode
 
@@ -185,7 +194,6 @@ def _may_hold_controls(plaintext: bytes) -> bool:
     )
 
 
-_PAYLOAD_KEYS = frozenset(("origin", "audience", "kind", "record"))
 _is_node_id = shapes.NODE_ID.fullmatch
 _NON_ZERO_DIGIT = f._NON_ZERO_DIGIT.search
 _COUNTRIES = f._COUNTRIES
@@ -201,31 +209,36 @@ def payload_fast(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload 
     if _may_hold_controls(plaintext):
         return None
     try:
-        obj = _decode(plaintext)
-        if type(obj) is not dict or obj.keys() != _PAYLOAD_KEYS or _encode_sorted(obj) != plaintext:
+        # One typed decode checks the whole structure; writing it back gives the
+        # same bytes only if the text is canonical (no repeated key, spaces or escapes).
+        wire = _decode_seizure(plaintext)
+        if _encode_sorted(wire) != plaintext:
             return None
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None
-    origin, wire_audience, kind, record = obj["origin"], obj["audience"], obj["kind"], obj["record"]
-    if type(origin) is not str or not _is_node_id(origin) or kind != "seizure":
+    origin, seizure = wire.origin, wire.record
+    audience = _header_if_same(wire.audience, header)
+    if audience is None or not _is_node_id(origin) or not _seizure_extras_ok(seizure, now_ms):
         return None
-    audience = header if wire_audience == header.to_json() else _audience_exact(wire_audience)
-    if audience is None:
-        return None
+    # The reference returns the record as JSON decodes it: a dict (dates as text, absent members absent).
+    record: dict[str, Any] = msgspec.to_builtins(seizure)
     try:
-        # A second, typed decode of the same bytes checks the record's structure
-        # (cheaper than msgspec.convert of the dict); the dict, which is what
-        # the reference returns, is what we keep.
-        seizure = _decode_seizure(plaintext).record
-    except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
-        return None
-    if not _seizure_extras_ok(seizure, now_ms):
-        return None
-    try:
-        check_personal_data(kind, record, audience.scope)
+        check_personal_data("seizure", record, audience.scope)
     except InvalidRecord:  # the reference words it
         return None
-    return Payload._checked(origin, audience, kind, record)
+    return Payload._checked(origin, audience, "seizure", record)
+
+
+def _header_if_same(wire: Any, header: Audience) -> Audience | None:
+    """The header's audience when the payload names the same one (the common case, and not checked
+    again), else the payload's own, checked (the caller refuses a payload whose audience differs)."""
+    if type(wire) is _NodesAudience:
+        same = header.scope == "nodes" and tuple(wire.nodes) == header.nodes
+    elif type(wire) is _GroupAudience:
+        same = header.scope == "group" and wire.group == header.group
+    else:
+        same = header.scope == "federation"
+    return header if same else _audience_of_wire(wire)
 
 
 def _seizure_extras_ok(s: _Seizure, now_ms: int) -> bool:

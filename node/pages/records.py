@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from node import outbox
-from node.auth import audit_log
+from node.auth import audit_log, audit_writer
 from node.officer_api import DRIVER_KEY
 from node.pages import audience as picker
 from node.pages import forms, labels, queries
@@ -133,13 +133,13 @@ async def share(request: web.Request) -> web.Response:
     audience, errors = picker.check_audience(node, source["kind"], source["record"], st)
     if audience is None:
         return await record_page(request, share_errors=errors, audience=st, status=400)
+    entry = audit_writer(request, "share", rid, lambda b: f"to {audience.describe()}"
+                                                          f"{' urgently' if st.urgent else ''}, bundle {b.id} (web)")
     try:
-        bundle = await outbox.share(node, rid, audience, urgent=st.urgent)
+        bundle = await outbox.share(node, rid, audience, urgent=st.urgent, also=entry)
     except (RecordRefused, AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
         return await record_page(request, share_errors={"audience": str(exc)}, audience=st, status=409)
     _push(request, bundle)
-    await audit_log(request, "share", rid, f"to {audience.describe()}{' urgently' if st.urgent else ''}, "
-                                           f"bundle {bundle.id} (web)")
     return redirect(f"/records/{rid}?done=shared")
 
 
@@ -210,13 +210,13 @@ async def create(request: web.Request) -> web.Response:
     await audit_log(request, "record", kept["id"], f"{kind}, kept locally (web)")
     if audience is None:
         return redirect(f"/records/{kept['id']}?done=kept")
+    entry = audit_writer(request, "share", kept["id"], lambda b: f"to {audience.describe()}"
+                                                                 f"{' urgently' if aud.urgent else ''}, bundle {b.id} (web)")
     try:
-        bundle = await outbox.share(node, kept["id"], audience, urgent=aud.urgent)
+        bundle = await outbox.share(node, kept["id"], audience, urgent=aud.urgent, also=entry)
     except (RecordRefused, AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
         return redirect(f"/records/{kept['id']}?done=not-shared&why={type(exc).__name__}")
     _push(request, bundle)
-    await audit_log(request, "share", kept["id"], f"to {audience.describe()}{' urgently' if aud.urgent else ''}, "
-                                                  f"bundle {bundle.id} (web)")
     return redirect(f"/records/{kept['id']}?done=shared")
 
 

@@ -55,12 +55,12 @@ def full_message(path: Path, max_size_mb: int | None, exc: BaseException) -> str
 # restarts, keeps that overhead small.
 WAL_CHECKPOINT_PAGES = 256
 WAL_KEEP_BYTES = 1024 * 1024
-# A running node's writer leaves checkpoints to the store's checkpoint thread (below), which
-# runs one after every write that commits, on its own connection: a checkpoint copies pages and
+# The store's writer leaves checkpoints to the store's checkpoint thread (below), which runs
+# one after every write that commits, on its own connection: a checkpoint copies pages and
 # syncs the file, about a third of what committing a batch of bundles cost the single writer,
-# and SQLite lets it run beside the next write. The writer still checkpoints itself past this
-# many pages, should the thread fall behind.
-WRITER_CHECKPOINT_PAGES = 2 * WAL_CHECKPOINT_PAGES
+# and SQLite lets it run beside the next write. Writes that come back to back can outrun it, so
+# once the WAL file passes this size the writer waits for the thread and checkpoints itself.
+WRITER_CHECKPOINT_BYTES = 2 * 1024 * 1024
 
 
 def connect(path: Path | str, *, max_size_mb: int | None = None,
@@ -132,7 +132,9 @@ class Store:
         init_store(self.path)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cenmesh-writer")
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="cenmesh-reader")
-        self._write_conn = connect(self.path, max_size_mb=max_size_mb, checkpoint_pages=WRITER_CHECKPOINT_PAGES)
+        self._write_conn = connect(self.path, max_size_mb=max_size_mb, checkpoint_pages=0)  # see _after_commit
+        self._wal = Path(f"{self.path}-wal")
+        self._checkpoint_lock = threading.Lock()
         self._checkpoint_due = threading.Event()
         self._closing = False
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="cenmesh-checkpoint", daemon=True)
@@ -165,17 +167,30 @@ class Store:
                 if self._closing:
                     return
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    with self._checkpoint_lock:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # a full disk, say: the writer's own path reclaims and reports
                     log.debug("checkpoint failed: %s", exc)
         finally:
             conn.close()
 
+    def _after_commit(self) -> None:
+        """Hand the checkpoint to the thread, or do it now (after the thread's) if the WAL grew too big."""
+        try:
+            wal_bytes = self._wal.stat().st_size
+        except OSError:
+            wal_bytes = 0
+        if wal_bytes <= WRITER_CHECKPOINT_BYTES:
+            self._checkpoint_due.set()
+            return
+        with self._checkpoint_lock, contextlib.suppress(sqlite3.Error):  # as the thread: a failure changes nothing
+            self._write_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def _run_write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         try:
             with Transaction(self._write_conn) as conn:
                 result = fn(conn, *args, **kwargs)
-            self._checkpoint_due.set()
+            self._after_commit()
             return result
         except sqlite3.OperationalError as exc:
             if is_full(exc):

@@ -14,6 +14,7 @@ import uuid
 import aiohttp
 
 from node import officer_cli
+from node.store.db import StoreFull
 from tests.federation.harness import Federation, api, make_seizure, set_setting
 
 
@@ -77,5 +78,59 @@ async def test_full_store_answers_503_naming_the_setting_and_recovers(tmp_path, 
             assert status == 201, body
             status, body = await api(gh, s, "GET", "/api/v1/status")
             assert body["store"]["last_full_at"] is None and body["store"]["max_size_mb"] == 64, body
+    finally:
+        await fed.stop()
+
+
+async def test_a_share_is_stored_whole_or_not_at_all(tmp_path):
+    """The bundle, the draft marked as shared and the officer's audit entry are one transaction.
+
+    The store fills up in the middle of a share here by the audit entry's own write failing as
+    SQLite fails on a full disk; before, the bundle was kept (and went out) while the officer
+    was told 503, and a retry sent the record out a second time.
+    """
+    import sqlite3
+
+    from node import outbox
+    from protocol.bundle import Audience
+
+    fed = Federation(tmp_path)
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    gh = fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.wire()
+    try:
+        await fed.start("Ghana")
+        node = gh.node
+        assert node is not None
+        kept = await outbox.create_local(node, "seizure", make_seizure(1))
+
+        def counts() -> tuple[int, int, object]:
+            conn = sqlite3.connect(gh.home / "node.db")
+            try:
+                return (conn.execute("SELECT count(*) FROM bundles").fetchone()[0],
+                        conn.execute("SELECT count(*) FROM audit WHERE action = 'share'").fetchone()[0],
+                        conn.execute("SELECT shared_bundle FROM drafts WHERE id = ?", (kept["id"],)).fetchone()[0])
+            finally:
+                conn.close()
+
+        def disk_full(conn: sqlite3.Connection, bundle: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        before = counts()
+        try:
+            await outbox.share(node, kept["id"], Audience("federation"), urgent=False, also=disk_full)
+        except StoreFull:
+            pass
+        else:
+            raise AssertionError("a full store must refuse the share")
+        assert counts() == before == (0, 0, None)
+
+        def audit(conn: sqlite3.Connection, bundle: object) -> None:
+            from node import audit as audit_chain
+            audit_chain.append(conn, at=node.now_ms(), user="officer", role="officer", action="share",
+                               target=kept["id"], detail="retry")
+
+        bundle = await outbox.share(node, kept["id"], Audience("federation"), urgent=False, also=audit)
+        assert counts() == (1, 1, bundle.id)  # the retry shares it once
     finally:
         await fed.stop()

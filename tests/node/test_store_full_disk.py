@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from node.store.db import WRITER_CHECKPOINT_PAGES, Store, StoreFull
+from node.store.db import WRITER_CHECKPOINT_BYTES, Store, StoreFull
 
 
 def _table(conn) -> None:
@@ -43,7 +43,7 @@ def test_wal_stays_near_its_limit_while_writing_many_megabytes(tmp_path: Path) -
             largest = max(largest, wal.stat().st_size)
         # The writer's own checkpoint interval (the checkpoint thread may lag behind writes that
         # come back to back) plus the last transaction; SQLite's default would let it reach ~4 MB.
-        assert largest < WRITER_CHECKPOINT_PAGES * 4096 + 512 * 1024, largest
+        assert largest < WRITER_CHECKPOINT_BYTES + 512 * 1024, largest
     finally:
         store.close()
 
