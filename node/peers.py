@@ -40,9 +40,9 @@ ATTEMPTS = 3
 # A fetch of many ids goes out as this many requests (slices of at least FETCH_SLICE_MIN ids),
 # SLICES_IN_FLIGHT at a time, so that transfers overlap checking and writing
 # (scripts/bench sync measures the effect).
-SLICES_PER_FETCH = 4
+SLICES_PER_FETCH = 8
 FETCH_SLICE_MIN = 64
-SLICES_IN_FLIGHT = 2
+SLICES_IN_FLIGHT = 3
 
 
 @dataclass

@@ -49,10 +49,14 @@ from protocol import shapes
 from protocol.canonical import MAX_SAFE_INT, parse_json
 from protocol.errors import InvalidMessage, LocalProtocolError
 
-FEED_LIMIT_DEFAULT = 500
+FEED_LIMIT_DEFAULT = 500  # what a server answers when the caller names no limit (section 4)
 FEED_LIMIT_MAX = 1000
 MAX_ITEMS = 1000
-FETCH_BATCH = 500
+# What our puller asks for: whole pages of 1000, fetched in one batch (the driver splits the
+# batch into overlapping requests). Every batch must be stored before the cursor moves on, so
+# the pipeline drains at each batch's end: larger batches drain less often (scripts/bench sync).
+PULL_LIMIT = FEED_LIMIT_MAX
+FETCH_BATCH = MAX_ITEMS
 DEFAULT_INTERVAL_MS = 30_000
 MAX_BACKOFF_MS = 600_000
 # Back-off stops growing at this many sync intervals. A failed poll costs one request, so
@@ -392,7 +396,8 @@ _IDLE, _POLL, _POLLING, _FETCH, _FETCHING = "idle", "poll", "polling", "fetch", 
 class PeerSync:
     """The pull side of syncing with one peer; see the module docstring for the rules."""
 
-    def __init__(self, peer: str, cursor: Cursor, *, interval_ms: int = DEFAULT_INTERVAL_MS, now_ms: int) -> None:
+    def __init__(self, peer: str, cursor: Cursor, *, interval_ms: int = DEFAULT_INTERVAL_MS, now_ms: int,
+                 feed_limit: int = PULL_LIMIT, fetch_batch: int = FETCH_BATCH) -> None:
         if interval_ms <= 0:
             raise LocalProtocolError("interval_ms must be positive")
         self.peer = peer
@@ -406,6 +411,8 @@ class PeerSync:
         self._page: FeedPage | None = None
         self._queue: list[str] = []
         self._batch: tuple[str, ...] = ()
+        self._feed_limit = feed_limit
+        self._fetch_batch = fetch_batch
         self.stats = {"rounds": 0, "polls": 0, "fetched": 0, "unavailable": 0, "failures": 0}
 
     @property
@@ -440,9 +447,9 @@ class PeerSync:
         if self._state == _POLL:
             self._state, self._after = _POLLING, self._cursor.seq
             self.stats["polls"] += 1
-            return PollFeed(self._after, FEED_LIMIT_DEFAULT)
+            return PollFeed(self._after, self._feed_limit)
         if self._state == _FETCH:
-            self._batch, self._queue = tuple(self._queue[:FETCH_BATCH]), self._queue[FETCH_BATCH:]
+            self._batch, self._queue = tuple(self._queue[:self._fetch_batch]), self._queue[self._fetch_batch:]
             self._state = _FETCHING
             return Fetch(self._batch)
         raise LocalProtocolError(f"a request to {self.peer} is outstanding ({self._state})")

@@ -20,6 +20,7 @@ from protocol.sync import (
     FEED_LIMIT_DEFAULT,
     FETCH_BATCH,
     MAX_BACKOFF_MS,
+    PULL_LIMIT,
     Cursor,
     FeedItem,
     FeedPage,
@@ -54,8 +55,15 @@ def page(seqs: range | list[int], next_: int, *, more: bool = False, epoch: str 
     return FeedPage(epoch, tuple(item(s) for s in seqs), next_, more)
 
 
-def machine(cursor: Cursor | None = None, now: int = T0) -> PeerSync:
-    return PeerSync(PEER, cursor or Cursor.start(), now_ms=now)
+def machine(cursor: Cursor | None = None, now: int = T0, fetch_batch: int = FETCH_BATCH) -> PeerSync:
+    return PeerSync(PEER, cursor or Cursor.start(), now_ms=now, fetch_batch=fetch_batch)
+
+
+SMALL_BATCH = 300  # a machine that fetches a page in several batches
+
+
+def test_our_puller_fetches_a_whole_page_in_one_batch() -> None:
+    assert FETCH_BATCH >= PULL_LIMIT and PULL_LIMIT <= 1000
 
 
 # --- the machine -------------------------------------------------------------------------
@@ -63,7 +71,7 @@ def machine(cursor: Cursor | None = None, now: int = T0) -> PeerSync:
 
 def test_round_with_nothing_new() -> None:
     m = machine(Cursor("E1", 10))
-    assert m.next_action(T0) == PollFeed(after=10, limit=FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0) == PollFeed(after=10, limit=PULL_LIMIT)
     assert m.in_round
     m.feed_received(page([], 17), [], T0 + 5)
     assert m.cursor == Cursor("E1", 17)
@@ -71,7 +79,7 @@ def test_round_with_nothing_new() -> None:
     assert m.next_action(T0 + 6) == Wait(T0 + 5 + DEFAULT_INTERVAL_MS)
     assert m.stats == {"rounds": 1, "polls": 1, "fetched": 0, "unavailable": 0, "failures": 0}
     # Due exactly at the deadline: the next round starts from the advanced cursor.
-    assert m.next_action(T0 + 5 + DEFAULT_INTERVAL_MS) == PollFeed(after=17, limit=FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0 + 5 + DEFAULT_INTERVAL_MS) == PollFeed(after=17, limit=PULL_LIMIT)
 
 
 def test_held_ids_are_not_fetched_and_jitter_delays_the_next_round() -> None:
@@ -83,9 +91,9 @@ def test_held_ids_are_not_fetched_and_jitter_delays_the_next_round() -> None:
 
 
 def test_missing_ids_are_fetched_in_batches() -> None:
-    m = machine(Cursor("E1", 0))
+    m = machine(Cursor("E1", 0), fetch_batch=SMALL_BATCH)
     assert isinstance(m.next_action(T0), PollFeed)
-    missing = FETCH_BATCH + 50
+    missing = SMALL_BATCH + 50
     p = page(range(1, missing + 1), missing + 10)
     m.feed_received(p, [i.id for i in reversed(p.items)], T0)
     sizes = []
@@ -95,7 +103,7 @@ def test_missing_ids_are_fetched_in_batches() -> None:
         sizes.append(len(action.ids))
         assert m.cursor == Cursor("E1", 0)  # not advanced before the last batch is stored
         m.fetched(action.ids, T0 + n)
-    assert sizes == [FETCH_BATCH, 50]
+    assert sizes == [SMALL_BATCH, 50]
     assert m.cursor == Cursor("E1", missing + 10)
     assert m.stats["fetched"] == missing
     assert m.next_action(T0 + 2) == Wait(T0 + 1 + DEFAULT_INTERVAL_MS)
@@ -112,17 +120,17 @@ def test_fetch_batches_keep_page_order_without_duplicates() -> None:
 
 def test_more_chains_polls_within_one_round() -> None:
     m = machine()
-    assert m.next_action(T0) == PollFeed(0, FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0) == PollFeed(0, PULL_LIMIT)
     m.feed_received(page(range(1, 3), 2, more=True), [], T0)
     assert m.cursor == Cursor("E1", 2)
     assert m.in_round
-    assert m.next_action(T0) == PollFeed(2, FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0) == PollFeed(2, PULL_LIMIT)
     p = page([3], 9, more=True)
     m.feed_received(p, [p.items[0].id], T0)
     assert m.next_action(T0) == Fetch((p.items[0].id,))
     m.fetched([p.items[0].id], T0)
     assert m.cursor == Cursor("E1", 9)
-    assert m.next_action(T0) == PollFeed(9, FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0) == PollFeed(9, PULL_LIMIT)
     m.feed_received(page([], 9), [], T0)
     assert not m.in_round
     assert m.stats["polls"] == 3 and m.stats["rounds"] == 1
@@ -134,7 +142,7 @@ def test_epoch_change_restarts_from_zero() -> None:
     p = page([3, 4], 4, epoch="E2")
     m.feed_received(p, [i.id for i in p.items], T0)
     assert m.cursor == Cursor("E2", 0)
-    assert m.next_action(T0) == PollFeed(0, FEED_LIMIT_DEFAULT)  # page discarded, nothing fetched
+    assert m.next_action(T0) == PollFeed(0, PULL_LIMIT)  # page discarded, nothing fetched
     m.feed_received(page([1, 2], 2, epoch="E2"), [], T0)
     assert m.cursor == Cursor("E2", 2)
 
@@ -155,13 +163,13 @@ def test_first_contact_adopts_the_epoch() -> None:
 
 
 def test_failure_mid_fetch_keeps_cursor_and_backs_off() -> None:
-    m = machine(Cursor("E1", 0))
+    m = machine(Cursor("E1", 0), fetch_batch=SMALL_BATCH)
     now = T0
     m.next_action(now)
     m.feed_received(page([1], 1, more=True), [], now)
     assert m.cursor == Cursor("E1", 1)
     m.next_action(now)
-    p = page(range(2, FETCH_BATCH + 202), FETCH_BATCH + 201)
+    p = page(range(2, SMALL_BATCH + 202), SMALL_BATCH + 201)
     m.feed_received(p, [i.id for i in p.items], now)
     batch = m.next_action(now)
     assert isinstance(batch, Fetch)
@@ -176,7 +184,7 @@ def test_failure_mid_fetch_keeps_cursor_and_backs_off() -> None:
         delays.append(m.due_ms - now)
         now = m.due_ms
         assert m.next_action(now - 1) == Wait(now)
-        assert m.next_action(now) == PollFeed(1, FEED_LIMIT_DEFAULT)
+        assert m.next_action(now) == PollFeed(1, PULL_LIMIT)
         if len(delays) == 7:
             break
         m.failed(now)
@@ -214,13 +222,13 @@ def test_sync_now() -> None:
     m.feed_received(page([], 0), [], T0)
     assert isinstance(m.next_action(T0 + 1), Wait)
     m.sync_now(T0 + 1)
-    assert m.next_action(T0 + 1) == PollFeed(0, FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0 + 1) == PollFeed(0, PULL_LIMIT)
     m.sync_now(T0 + 2)  # a running round is left alone
     assert m.in_round
     m.failed(T0 + 2)
     assert m.next_action(T0 + 3) == Wait(T0 + 2 + DEFAULT_INTERVAL_MS)
     m.sync_now(T0 + 3)  # the peer came back: skip the back-off
-    assert m.next_action(T0 + 3) == PollFeed(0, FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0 + 3) == PollFeed(0, PULL_LIMIT)
 
 
 def test_unavailable_ids_are_counted_and_not_retried() -> None:
@@ -235,7 +243,7 @@ def test_unavailable_ids_are_counted_and_not_retried() -> None:
     assert m.cursor == Cursor("E1", 5)
     assert m.next_action(T0) == Wait(T0 + DEFAULT_INTERVAL_MS)
     m.sync_now(T0)
-    assert m.next_action(T0) == PollFeed(5, FEED_LIMIT_DEFAULT)
+    assert m.next_action(T0) == PollFeed(5, PULL_LIMIT)
 
 
 def test_events_out_of_order_are_local_errors() -> None:
