@@ -104,7 +104,7 @@ def _open(snapshot: Snapshot, keys: list[EncryptionKey], bundle: Bundle, now_ms:
 
 def check_chunk(objs: Sequence[Any], start: int, snapshot: Snapshot, now_ms: int,
                 via: str | None) -> list[Checked | Refused]:
-    """Check every bundle of a chunk; ``start`` is the chunk's offset in the batch."""
+    """Check every bundle of a chunk (JSON objects or texts); ``start`` is the chunk's offset in the batch."""
     keys = [EncryptionKey(k) for k in snapshot.enc_private]
     out: list[Checked | Refused] = []
     for i, obj in enumerate(objs, start):
