@@ -100,8 +100,8 @@ async def share_record(request: web.Request) -> web.Response:
     urgent = bool(_urgent(body))
     try:
         audience = Audience.parse_spec(str(body.get("audience", "")))
-        entry = audit_writer(request, "share", rid, lambda b: f"to {audience.describe()}"
-                                                              f"{' urgently' if urgent else ''}, bundle {b.id}")
+        entry = audit_writer(request, "share", rid, lambda b, _: f"to {audience.describe()}"
+                                                                 f"{' urgently' if urgent else ''}, bundle {b.id}")
         bundle = await outbox.share(node, rid, audience, urgent=urgent, also=entry)
     except InvalidMessage as exc:
         return json_error(400, "bad-audience", str(exc))
@@ -121,11 +121,12 @@ async def edit_record(request: web.Request) -> web.Response:
     new = body.get("record", body)
     urgent = _urgent(body, None) if "record" in body else None
     try:
-        record, bundle, audience = await outbox.edit(node, rid, new, urgent=urgent)
+        entry = audit_writer(request, "edit", rid, lambda b, r: f"version {r['version']} to "
+                                                                f"{b.audience.describe()}, bundle {b.id}")
+        record, bundle, audience = await outbox.edit(node, rid, new, urgent=urgent, also=entry)
     except (RecordRefused, AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
         return _share_failure(exc)
     _push(request, [bundle])
-    await audit_log(request, "edit", rid, f"version {record['version']} to {audience.describe()}, bundle {bundle.id}")
     return web.json_response({"id": rid, "version": record["version"], "record": record, "bundle": bundle.id,
                               "audience": audience.describe(), "recipients": list(bundle.recipient_ids)})
 
@@ -136,12 +137,12 @@ async def retract_record(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
     body = await _body(request)
     try:
-        record, bundle, audience = await outbox.retract(node, rid, body.get("reason"))
+        entry = audit_writer(request, "retract", rid, lambda b, r: f"retraction {r['id']} to "
+                                                                   f"{b.audience.describe()}: {r['reason'][:200]}")
+        record, bundle, audience = await outbox.retract(node, rid, body.get("reason"), also=entry)
     except (RecordRefused, AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
         return _share_failure(exc)
     _push(request, [bundle])
-    await audit_log(request, "retract", rid, f"retraction {record['id']} to {audience.describe()}: "
-                                             f"{record['reason'][:200]}")
     return web.json_response({"id": record["id"], "ref": rid, "record": record, "bundle": bundle.id,
                               "audience": audience.describe(), "recipients": list(bundle.recipient_ids)},
                              status=201)
@@ -208,11 +209,11 @@ async def feedback(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
     body = await _body(request)
     try:
-        record, bundle = await outbox.send_feedback(node, rid, body)
+        entry = audit_writer(request, "feedback", rid, lambda b, r: f"{r['outcome']} as {r['id']}, bundle {b.id}")
+        record, bundle = await outbox.send_feedback(node, rid, body, also=entry)
     except (RecordRefused, AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
         return _share_failure(exc)
     _push(request, [bundle])
-    await audit_log(request, "feedback", rid, f"{record['outcome']} as {record['id']}, bundle {bundle.id}")
     return web.json_response({"record": record, "bundle": bundle.id}, status=201)
 
 

@@ -110,14 +110,16 @@ def recipients(node: Node, audience: Audience, now_ms: int) -> dict[str, bytes]:
         raise AudienceUnresolvable(explain_unresolvable(audience, node.rosters, now_ms, exc)) from None
 
 
-# Written in the same transaction as the bundle that a share stores (node.ingest's ``also``).
-AlsoWith = Callable[[sqlite3.Connection, Bundle], None]
+# Written in the same transaction as the bundle that a share, edit, retraction or feedback
+# stores (node.ingest's ``also``), given the bundle and the record it carries: an officer's
+# audit entry, say, so that the two are stored together or not at all.
+AlsoWith = Callable[[sqlite3.Connection, Bundle, dict[str, Any]], None]
 
 
 async def seal_and_store(node: Node, kind: str, record: dict[str, Any], audience: Audience, *, urgent: bool,
                          also: AlsoWith | None = None) -> Bundle:
     """Seal ``record`` to ``audience`` and store it as our own bundle (we are always a recipient);
-    ``also(conn, bundle)`` is written in the same transaction."""
+    ``also(conn, bundle, record)`` is written in the same transaction."""
     now = node.now_ms()
     try:
         check_personal_data(kind, record, audience.scope)
@@ -127,7 +129,7 @@ async def seal_and_store(node: Node, kind: str, record: dict[str, Any], audience
     lifetime = node.settings.protocol.bundle_lifetime_days * DAY_MS
     bundle = seal_bundle(identity=node.identity, kind=kind, record=record, audience=audience, recipient_keys=keys,
                          created=now, expires=now + lifetime, urgent=urgent, rng=os.urandom)
-    with_bundle = None if also is None else (lambda conn: also(conn, bundle))
+    with_bundle = None if also is None else (lambda conn: also(conn, bundle, record))
     result = await ingest(node, [bundle.raw], via=None, also=with_bundle)
     if result.rejected:
         raise ShareRefused(f"our own bundle was refused: {result.rejected[0][1]}")
@@ -137,9 +139,9 @@ async def seal_and_store(node: Node, kind: str, record: dict[str, Any], audience
 async def share(node: Node, rid: str, audience: Audience, *, urgent: bool, also: AlsoWith | None = None) -> Bundle:
     """Share a local record, or send the next version of one of our shared records.
 
-    The bundle, the draft marked as shared and ``also(conn, bundle)`` (the
-    officer's audit entry) are stored in one transaction: a store that fills
-    up refuses all three, and the officer's retry shares the draft once.
+    The bundle, the draft marked as shared and ``also`` (the officer's audit
+    entry) are stored in one transaction: a store that fills up refuses all
+    three, and the officer's retry shares the draft once.
     """
     draft = await node.store.read(record_store.get_draft, rid)
     held = await node.store.read(record_store.get_record, rid)
@@ -152,16 +154,17 @@ async def share(node: Node, rid: str, audience: Audience, *, urgent: bool, also:
         kind, record = draft["kind"], draft["record"]
     else:
         raise ShareRefused(f"no local record {rid} on this node")
-    def mark(conn: sqlite3.Connection, bundle: Bundle) -> None:
+    def mark(conn: sqlite3.Connection, bundle: Bundle, record: dict[str, Any]) -> None:
         if draft is not None:
             record_store.mark_shared(conn, rid, bundle.id)
         if also is not None:
-            also(conn, bundle)
+            also(conn, bundle, record)
 
     return await seal_and_store(node, kind, record, audience, urgent=urgent, also=mark)
 
 
-async def send_feedback(node: Node, alert_id: str, answer: dict[str, Any]) -> tuple[dict[str, Any], Bundle]:
+async def send_feedback(node: Node, alert_id: str, answer: dict[str, Any],
+                        also: AlsoWith | None = None) -> tuple[dict[str, Any], Bundle]:
     """Answer an alert; the feedback goes to the alert's origin, urgently if the alert was immediate."""
     alert = await node.store.read(record_store.get_record, alert_id)
     if alert is None or alert["kind"] != "alert":
@@ -169,7 +172,7 @@ async def send_feedback(node: Node, alert_id: str, answer: dict[str, Any]) -> tu
     record = check_local("feedback", {**answer, "ref": alert_id}, node.now_ms())
     urgent = alert["record"].get("urgency") == "immediate"
     audience = Audience("nodes", tuple(sorted({alert["origin"]})))
-    bundle = await seal_and_store(node, "feedback", record, audience, urgent=urgent)
+    bundle = await seal_and_store(node, "feedback", record, audience, urgent=urgent, also=also)
     return record, bundle
 
 
@@ -195,7 +198,8 @@ def _audience_of(held: dict[str, Any]) -> Audience:
         raise ShareRefused(f"record {held['id']}: its stored audience {held['audience']!r} is unreadable: {exc}") from None
 
 
-async def edit(node: Node, rid: str, new: Any, *, urgent: bool | None = None) -> tuple[dict[str, Any], Bundle, Audience]:
+async def edit(node: Node, rid: str, new: Any, *, urgent: bool | None = None,
+               also: AlsoWith | None = None) -> tuple[dict[str, Any], Bundle, Audience]:
     """Send the next version of our shared record ``rid`` to the audience it was shared with.
 
     ``new`` is the whole new record; its ``id`` may be left out, and its
@@ -222,11 +226,12 @@ async def edit(node: Node, rid: str, new: Any, *, urgent: bool | None = None) ->
         audience = _audience_of(held)
         if urgent is None:
             urgent = await node.store.read(record_store.bundle_urgent, held["bundle_id"])
-        bundle = await seal_and_store(node, kind, record, audience, urgent=urgent)
+        bundle = await seal_and_store(node, kind, record, audience, urgent=urgent, also=also)
         return record, bundle, audience
 
 
-async def retract(node: Node, rid: str, reason: Any) -> tuple[dict[str, Any], Bundle, Audience]:
+async def retract(node: Node, rid: str, reason: Any,
+                  also: AlsoWith | None = None) -> tuple[dict[str, Any], Bundle, Audience]:
     """Withdraw our shared record ``rid``: a ``retract`` record to the audience it was shared with."""
     async with _lock(node):
         held = await _own_shared(node, rid, "retract")
@@ -235,7 +240,7 @@ async def retract(node: Node, rid: str, reason: Any) -> tuple[dict[str, Any], Bu
         record = check_local("retract", {"ref": rid, "reason": reason}, node.now_ms())
         audience = _audience_of(held)
         urgent = await node.store.read(record_store.bundle_urgent, held["bundle_id"])
-        bundle = await seal_and_store(node, "retract", record, audience, urgent=urgent)
+        bundle = await seal_and_store(node, "retract", record, audience, urgent=urgent, also=also)
         return record, bundle, audience
 
 

@@ -133,7 +133,7 @@ async def share(request: web.Request) -> web.Response:
     audience, errors = picker.check_audience(node, source["kind"], source["record"], st)
     if audience is None:
         return await record_page(request, share_errors=errors, audience=st, status=400)
-    entry = audit_writer(request, "share", rid, lambda b: f"to {audience.describe()}"
+    entry = audit_writer(request, "share", rid, lambda b, _: f"to {audience.describe()}"
                                                           f"{' urgently' if st.urgent else ''}, bundle {b.id} (web)")
     try:
         bundle = await outbox.share(node, rid, audience, urgent=st.urgent, also=entry)
@@ -210,7 +210,7 @@ async def create(request: web.Request) -> web.Response:
     await audit_log(request, "record", kept["id"], f"{kind}, kept locally (web)")
     if audience is None:
         return redirect(f"/records/{kept['id']}?done=kept")
-    entry = audit_writer(request, "share", kept["id"], lambda b: f"to {audience.describe()}"
+    entry = audit_writer(request, "share", kept["id"], lambda b, _: f"to {audience.describe()}"
                                                                  f"{' urgently' if aud.urgent else ''}, bundle {b.id} (web)")
     try:
         bundle = await outbox.share(node, kept["id"], audience, urgent=aud.urgent, also=entry)
@@ -249,14 +249,14 @@ async def answer(request: web.Request) -> web.Response:
     typed = {k: str(form.get(k, "")).strip() for k in ("outcome", "seizure", "note")}
     body = {k: v for k, v in typed.items() if v}
     try:
-        record, bundle = await outbox.send_feedback(node, rid, body)
+        entry = audit_writer(request, "feedback", rid, lambda b, r: f"{r['outcome']} as {r['id']}, bundle {b.id} (web)")
+        _, bundle = await outbox.send_feedback(node, rid, body, also=entry)
     except RecordRefused as exc:
         errors = {exc.field: exc.why}
     except (AudienceUnresolvable, outbox.ShareRefused, StoreFull) as exc:
         errors = {"": str(exc)}
     else:
         _push(request, bundle)
-        await audit_log(request, "feedback", rid, f"{record['outcome']} as {record['id']}, bundle {bundle.id} (web)")
         return redirect(f"/records/{rid}?done=answered" if back == "record" else f"/inbox?answered={rid}")
     if back == "record":
         return await record_page(request, answer_errors=errors, answer_typed=typed, status=400)

@@ -113,7 +113,7 @@ async def test_a_share_is_stored_whole_or_not_at_all(tmp_path):
             finally:
                 conn.close()
 
-        def disk_full(conn: sqlite3.Connection, bundle: object) -> None:
+        def disk_full(conn: sqlite3.Connection, bundle: object, record: object) -> None:
             raise sqlite3.OperationalError("database or disk is full")
 
         before = counts()
@@ -125,12 +125,24 @@ async def test_a_share_is_stored_whole_or_not_at_all(tmp_path):
             raise AssertionError("a full store must refuse the share")
         assert counts() == before == (0, 0, None)
 
-        def audit(conn: sqlite3.Connection, bundle: object) -> None:
+        def audit(conn: sqlite3.Connection, bundle: object, record: object) -> None:
             from node import audit as audit_chain
             audit_chain.append(conn, at=node.now_ms(), user="officer", role="officer", action="share",
                                target=kept["id"], detail="retry")
 
         bundle = await outbox.share(node, kept["id"], Audience("federation"), urgent=False, also=audit)
         assert counts() == (1, 1, bundle.id)  # the retry shares it once
+
+        # An edit is the same: the next version and its audit entry, or neither.
+        changed = {**kept, "narrative": "second look: 1,200 masks, not 1,000"}
+        try:
+            await outbox.edit(node, kept["id"], changed, also=disk_full)
+        except StoreFull:
+            pass
+        else:
+            raise AssertionError("a full store must refuse the edit")
+        assert counts() == (1, 1, bundle.id)
+        record, _, _ = await outbox.edit(node, kept["id"], changed, also=audit)
+        assert record["version"] == 2 and counts()[:2] == (2, 2)
     finally:
         await fed.stop()
