@@ -3,6 +3,8 @@ own bundle to one hub; a hub pushes urgent bundles only to the nationals of its 
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 
 from node.transport import PeerUnavailable
@@ -182,3 +184,63 @@ async def test_a_hub_relays_a_pulled_urgent_bundle_only_while_it_is_fresh(fed):
     await fed.members["WCA hub"].driver.sync_all(force=True)
     await fed.drain()
     assert fresh in fed.ids("Ghana")  # pushed on at once
+
+
+class Watching:
+    """Counts a node's feed and fetch requests; after ``cut_after_feeds`` feed requests the peer is gone."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.feeds, self.fetched, self.cut_after_feeds = inner, 0, [], None
+
+    async def send(self, base_url, method, path, query, body, headers):
+        if path.endswith("/feed"):
+            self.feeds += 1
+        if self.cut_after_feeds is not None and self.feeds > self.cut_after_feeds:
+            raise PeerUnavailable(f"{base_url}: gone")
+        if path.endswith("/fetch"):
+            self.fetched += json.loads(body)["ids"]
+        return await self.inner.send(base_url, method, path, query, body, headers)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+async def test_a_long_catch_up_works_ahead_but_moves_the_cursor_only_past_what_is_stored(fed):
+    """Pages are asked for, and their bundles fetched and stored, while the page before is still
+    coming in; a round cut short keeps its cursor behind every bundle not stored, and the next
+    round fetches nothing twice."""
+    fed.add("WCA hub", "CI", "hub", ["WCA"])
+    fed.add("Nigeria", "NG", "national", ["WCA"])
+    fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.wire()
+    fed.peer("Nigeria", "WCA hub")
+    fed.peer("Ghana", "WCA hub")
+    await fed.start()
+    ng, gh, hub = fed.members["Nigeria"], fed.members["Ghana"], fed.members["WCA hub"]
+    async with aiohttp.ClientSession() as s:
+        shared = {await share(ng, s, f"nodes:{gh.node_id}", i) for i in range(30)}
+        await fed.drain()
+    assert shared <= fed.ids("WCA hub") and not shared & fed.ids("Ghana")
+    gh.driver.feed_limit = 4  # about 8 pages for the 30 bundles
+    gh.driver.peers.clear()
+    watching = Watching(gh.driver.client.transport)
+    gh.driver.client.transport = watching
+
+    watching.cut_after_feeds = 3  # the hub goes away with pages and their bundles in flight
+    result = await gh.driver.sync_all(force=True)
+    assert result[hub.node_id].startswith("error"), result
+    held = shared & fed.ids("Ghana")
+    assert held  # some pages were stored before the cut
+    seq_at_hub = dict(db_rows(hub, "SELECT id, seq FROM bundles"))
+    cursor = gh.driver.peers[hub.node_id].saved
+    assert cursor is not None
+    behind = {i for i in shared if seq_at_hub[i] <= cursor.seq}
+    assert behind <= held  # nothing the cursor passed is missing
+
+    watching.cut_after_feeds, before = None, len(watching.fetched)
+    result = await gh.driver.sync_all(force=True)
+    assert result[hub.node_id] == "ok", result
+    assert shared <= fed.ids("Ghana")
+    again = watching.fetched[before:]
+    assert not set(again) & held and len(again) == len(set(again))  # nothing stored is fetched again
+    assert watching.feeds - 3 >= 5  # the healthy round walked several pages
