@@ -56,22 +56,6 @@ class Peer:
     directory_at: int = 0  # when we last asked for its directory (ms)
 
 
-@dataclass
-class _Ahead:
-    """The next feed page of a round, asked for early (``SyncDriver._page_ahead``)."""
-
-    poll: PollFeed
-    task: asyncio.Future[tuple[FeedPage, list[str], asyncio.Future[set[str]] | None]]
-
-    async def cancel(self) -> None:
-        self.task.cancel()
-        done = await asyncio.gather(self.task, return_exceptions=True)
-        result = done[0]
-        if isinstance(result, tuple) and result[2] is not None:  # it had started fetching
-            result[2].cancel()
-            await asyncio.gather(result[2], return_exceptions=True)
-
-
 class SyncDriver:
     """Runs sync rounds and pushes for one node."""
 
@@ -138,8 +122,7 @@ class SyncDriver:
             if not machine.in_round and self.node.now_ms() < machine.due_ms:
                 return "waiting"
             refresh = self._directory_due(peer, directory)
-            ahead: _Ahead | None = None  # the next page, asked for early
-            early: tuple[tuple[str, ...], asyncio.Future[set[str]]] | None = None  # its bundles, coming in
+            ahead: tuple[PollFeed, asyncio.Task[FeedPage]] | None = None
             try:
                 while True:
                     action = machine.next_action(self.node.now_ms())
@@ -150,26 +133,24 @@ class SyncDriver:
                         if refresh:  # inside the round, so a dead peer is backed off like any failure
                             refresh = False
                             await self.refresh_directory(peer)
-                        if ahead is not None and ahead.poll == action:
-                            page, missing, fetching = await ahead.task
-                            if fetching is not None:
-                                early = tuple(missing), fetching
+                        if ahead is not None and ahead[0] == action:
+                            page = await ahead[1]
                         else:
-                            if ahead is not None:
-                                await ahead.cancel()
                             page = await self._retry(partial(self.client.feed, peer.url, action.after, action.limit))
-                            missing = await self._missing(page)
                         ahead = None
-                        machine.feed_received(page, missing, self.node.now_ms(), jitter_ms=self._jitter())
+                        ids = [item.id for item in page.items]
+                        known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
+                        machine.feed_received(page, [i for i in ids if i not in known], self.node.now_ms(),
+                                              jitter_ms=self._jitter())
                         if page.more and machine.in_round:
-                            ahead = _Ahead(PollFeed(page.next, action.limit), asyncio.ensure_future(
-                                self._page_ahead(peer, PollFeed(page.next, action.limit))))
+                            # Ask for the next page while this one's bundles come in: a page done
+                            # moves the cursor to page.next, so that is the next poll. Only the
+                            # request is early; the cursor is saved once this page is stored.
+                            nxt = PollFeed(page.next, action.limit)
+                            ahead = nxt, asyncio.ensure_future(
+                                self._retry(partial(self.client.feed, peer.url, nxt.after, nxt.limit)))
                     elif isinstance(action, Fetch):
-                        if early is not None and early[0] == action.ids:
-                            stored = await early[1]
-                        else:
-                            stored = await self._fetch_once(peer, list(action.ids))
-                        early = None
+                        stored = await self._fetch_once(peer, list(action.ids))
                         machine.fetched(stored, self.node.now_ms(), jitter_ms=self._jitter())
                     if machine.cursor != peer.saved:
                         await self._save(peer)
@@ -181,32 +162,9 @@ class SyncDriver:
                                             machine.failures, machine.due_ms)
                 return f"error: {exc}"
             finally:
-                # Work started early and not used (the round failed or ended): stop it and let it
-                # finish unwinding. Whatever of it was stored stays stored; the cursor did not move.
-                if ahead is not None:
-                    await ahead.cancel()
-                if early is not None:
-                    early[1].cancel()
-                    await asyncio.gather(early[1], return_exceptions=True)
-
-    async def _missing(self, page: FeedPage) -> list[str]:
-        """The page's ids we do not hold, in page order."""
-        ids = [item.id for item in page.items]
-        known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
-        return [i for i in ids if i not in known]
-
-    async def _page_ahead(self, peer: Peer, poll: PollFeed) -> tuple[FeedPage, list[str], asyncio.Future[set[str]] | None]:
-        """The next page, asked for while the current one's bundles come in, and its missing
-        bundles already being fetched and stored.
-
-        A page done moves the cursor to ``page.next``, so that is the machine's next poll. Only
-        the work is early: the machine still hears of this page, and of what was stored, in
-        order, and the cursor moves past it only after the page before it is stored. Bundles
-        stored early and then not reported (the round failed first) are simply known next round.
-        """
-        page = await self._retry(partial(self.client.feed, peer.url, poll.after, poll.limit))
-        missing = await self._missing(page)
-        return page, missing, (asyncio.ensure_future(self._fetch_once(peer, missing)) if missing else None)
+                if ahead is not None:  # a page asked for and not used (the round failed or ended)
+                    ahead[1].cancel()
+                    await asyncio.gather(ahead[1], return_exceptions=True)
 
     async def _fetch_once(self, peer: Peer, ids: list[str]) -> set[str]:
         """Fetch and ingest ``ids`` from ``peer``, leaving to another peer's fetch what it is already

@@ -205,9 +205,9 @@ class Watching:
         return getattr(self.inner, name)
 
 
-async def test_a_long_catch_up_works_ahead_but_moves_the_cursor_only_past_what_is_stored(fed):
-    """Pages are asked for, and their bundles fetched and stored, while the page before is still
-    coming in; a round cut short keeps its cursor behind every bundle not stored, and the next
+async def test_a_long_catch_up_cut_short_moves_the_cursor_only_past_what_is_stored(fed):
+    """A catch-up over many pages (the next page asked for while the current one's bundles come
+    in slices) that is cut short keeps its cursor behind every bundle not stored, and the next
     round fetches nothing twice."""
     fed.add("WCA hub", "CI", "hub", ["WCA"])
     fed.add("Nigeria", "NG", "national", ["WCA"])
