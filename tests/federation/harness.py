@@ -169,6 +169,17 @@ def roster_store(member: Member) -> Any:
 
 # -- helpers for the audience, reject, fault and crash tests (appended) -------------------------
 
+def build_wca(fed: Federation) -> tuple[Member, Member, Member]:
+    """The WCA hub, Nigeria and Ghana, both nationals peered with the hub: (hub, Nigeria, Ghana)."""
+    hub = fed.add("WCA hub", "CI", "hub", ["WCA"])
+    ng = fed.add("Nigeria", "NG", "national", ["WCA"])
+    gh = fed.add("Ghana", "GH", "national", ["WCA"])
+    fed.wire()
+    fed.peer("Nigeria", "WCA hub")
+    fed.peer("Ghana", "WCA hub")
+    return hub, ng, gh
+
+
 def make_seizure(i: int = 0, **overrides: Any) -> dict[str, Any]:
     """A valid seizure record (no personal data, so any audience may receive it)."""
     record = {

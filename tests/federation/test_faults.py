@@ -6,16 +6,7 @@ import asyncio
 
 import aiohttp
 
-from tests.federation.harness import api, make_seizure, push_as, seal_from, share_new
-
-
-def build_wca(fed):
-    fed.add("WCA hub", "CI", "hub", ["WCA"])
-    fed.add("Nigeria", "NG", "national", ["WCA"])
-    fed.add("Ghana", "GH", "national", ["WCA"])
-    fed.wire()
-    fed.peer("Nigeria", "WCA hub")
-    fed.peer("Ghana", "WCA hub")
+from tests.federation.harness import api, build_wca, make_seizure, push_as, seal_from, share_new
 
 
 async def share(member, session, audience, i=0, urgent=False):

@@ -8,7 +8,7 @@ import json
 import aiohttp
 
 from node.transport import PeerUnavailable
-from tests.federation.harness import db_rows, make_seizure, share_new
+from tests.federation.harness import build_wca, db_rows, make_seizure, share_new
 
 
 class DropEvery:
@@ -34,14 +34,8 @@ async def share(member, session, audience, i=0, urgent=False):
 
 
 async def test_a_lost_request_is_retried_inside_the_round(fed):
-    fed.add("WCA hub", "CI", "hub", ["WCA"])
-    fed.add("Nigeria", "NG", "national", ["WCA"])
-    fed.add("Ghana", "GH", "national", ["WCA"])
-    fed.wire()
-    fed.peer("Nigeria", "WCA hub")
-    fed.peer("Ghana", "WCA hub")
+    hub, ng, gh = build_wca(fed)
     await fed.start()
-    ng, gh, hub = fed.members["Nigeria"], fed.members["Ghana"], fed.members["WCA hub"]
     async with aiohttp.ClientSession() as s:
         bid = await share(ng, s, f"nodes:{gh.node_id}")
         await fed.drain()
@@ -209,14 +203,8 @@ async def test_a_long_catch_up_cut_short_moves_the_cursor_only_past_what_is_stor
     """A catch-up over many pages (the next page asked for while the current one's bundles come
     in slices) that is cut short keeps its cursor behind every bundle not stored, and the next
     round fetches nothing twice."""
-    fed.add("WCA hub", "CI", "hub", ["WCA"])
-    fed.add("Nigeria", "NG", "national", ["WCA"])
-    fed.add("Ghana", "GH", "national", ["WCA"])
-    fed.wire()
-    fed.peer("Nigeria", "WCA hub")
-    fed.peer("Ghana", "WCA hub")
+    hub, ng, gh = build_wca(fed)
     await fed.start()
-    ng, gh, hub = fed.members["Nigeria"], fed.members["Ghana"], fed.members["WCA hub"]
     async with aiohttp.ClientSession() as s:
         shared = {await share(ng, s, f"nodes:{gh.node_id}", i) for i in range(30)}
         await fed.drain()
