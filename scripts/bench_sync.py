@@ -78,10 +78,8 @@ import platform
 import pstats
 import random
 import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -92,7 +90,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import cpu_model, cpu_seconds, free_port  # scripts/ is on the path when a script runs
+from benchlib import (  # scripts/ is on the path when a script runs
+    NodeProcess,
+    cpu_model,
+    cpu_seconds,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -690,83 +693,6 @@ def restore_db(m: Member, src: Path) -> None:
 
 
 
-class NodeProcess:
-    """``python -m node.cli run --home DIR`` as a child process, stopped with SIGTERM."""
-
-    def __init__(self, member: Member, env: dict[str, str], log: Path) -> None:
-        self.member = member
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, session: aiohttp.ClientSession, timeout_s: float) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "node.cli",
-                    "run",
-                    "--home",
-                    str(self.member.home),
-                    "--log-level",
-                    LOG_LEVEL,
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + timeout_s
-        url = self.member.url + "/federation/v1/descriptor"
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"node {self.member.name} exited ({self.proc.returncode}); log: {self.tail()}"
-                )
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        await resp.read()
-                        return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"node {self.member.name} did not answer within {timeout_s:.0f} s; log: {self.tail()}"
-                )
-            await asyncio.sleep(0.05)
-
-    async def stop(self, timeout_s: float = 20) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 10)
-
-    def kill_now(self) -> None:
-        """Last-resort clean-up (no event loop needed)."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
-
-    def tail(self, n: int = 1500) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-n:]
-        except OSError:
-            return "(no log)"
-
-
 # --- The counting proxy ---------------------------------------------------------------------
 
 
@@ -1103,8 +1029,8 @@ class Bench:
             env.pop(k)  # the nodes run with their defaults, whatever this shell sets
         self.env_b = env
         self.env_a = dict(env)
-        self.a = NodeProcess(s.a, self.env_a, s.root / "A.log")
-        self.b = NodeProcess(s.b, self.env_b, s.root / "B.log")
+        self.a = NodeProcess(s.a.name, s.a.home, s.a.url, s.root / "A.log", env=self.env_a, log_level=LOG_LEVEL)
+        self.b = NodeProcess(s.b.name, s.b.home, s.b.url, s.root / "B.log", env=self.env_b, log_level=LOG_LEVEL)
 
     async def sync_b(self) -> tuple[float, dict[str, Any]]:
         """One forced sync round on B (officer API); returns (seconds, answer)."""

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import platform
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_model() -> str:
@@ -34,3 +44,74 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+class NodeProcess:
+    """``python -m node.cli run --home DIR`` as a child process of a script, stopped with SIGTERM.
+
+    ``env`` defaults to this process's environment without its ``CENMESH_`` settings, so the
+    node runs with its own ``node.toml`` whatever the shell sets.
+    """
+
+    def __init__(self, name: str, home: Path, url: str, log: Path, *, env: dict[str, str] | None = None,
+                 log_level: str = "WARNING") -> None:
+        self.name, self.home, self.url, self.log, self.log_level = name, home, url, log, log_level
+        self.env = env if env is not None else {k: v for k, v in os.environ.items() if not k.startswith("CENMESH_")}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # kept after stop, for the report
+
+    @property
+    def pid(self) -> int:
+        assert self._pid is not None, "not started"
+        return self._pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def start(self, session: aiohttp.ClientSession, timeout_s: float = 60) -> None:
+        """Start the node and wait until it answers ``GET /federation/v1/descriptor``."""
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "run", "--home", str(self.home), "--log-level", self.log_level],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        self._pid = self.proc.pid
+        deadline = time.monotonic() + timeout_s
+        url = self.url + "/federation/v1/descriptor"
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.name} exited ({self.proc.returncode}); log: {self.tail()}")
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        await resp.read()
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {self.name} did not answer within {timeout_s:.0f} s; log: {self.tail()}")
+            await asyncio.sleep(0.05)  # waiting for a process to listen
+
+    async def stop(self, timeout_s: float = 20) -> None:
+        """SIGTERM, then SIGKILL if it has not stopped within ``timeout_s``."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+
+    def kill_now(self) -> None:
+        """Last-resort clean-up (no event loop needed)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+
+    def tail(self, n: int = 1500) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no log)"

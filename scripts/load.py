@@ -71,9 +71,7 @@ import platform
 import random
 import resource
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -92,7 +90,7 @@ import contextlib
 
 import aiohttp
 from bench_sync import GOODS, make_record  # realistic seizure records
-from benchlib import cpu_model, cpu_seconds, free_port
+from benchlib import NodeProcess, cpu_model, cpu_seconds, free_port
 
 from crypto.descriptor import endorse, make_descriptor
 from crypto.envelope import seal_bundle
@@ -266,50 +264,8 @@ def _children(pid: int) -> list[int]:
 
 
 
-class NodeProcess:
-    """``python -m node.cli run`` on the hub's folder; memory and CPU read from /proc."""
-
-    def __init__(self, setup: Setup, log: Path) -> None:
-        self.setup = setup
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, session: aiohttp.ClientSession, timeout_s: float = 60) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "run", "--home", str(self.setup.home), "--log-level", "WARNING"],
-                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={k: v for k, v in os.environ.items() if not k.startswith("CENMESH_")})
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the node exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                async with session.get(self.setup.url + "/federation/v1/descriptor",
-                                       timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.1)  # waiting for a process to listen
-        raise RuntimeError(f"the node did not answer within {timeout_s:.0f} s")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+class HubProcess(NodeProcess):
+    """The hub's ``cenmesh run``, with its memory and CPU (and its verifier workers') read from /proc."""
 
     def tree(self) -> list[int]:
         return [self.pid, *_children(self.pid)]
@@ -324,9 +280,6 @@ class NodeProcess:
 
     def cpu_s(self) -> float:
         return sum(cpu_seconds(p) for p in self.tree())
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
 # --- Recording -----------------------------------------------------------------------------------
@@ -662,7 +615,7 @@ class MemorySample:
     tree_kb: int
 
 
-async def sample_memory(node: NodeProcess, out: list[MemorySample], stop: asyncio.Event) -> None:
+async def sample_memory(node: HubProcess, out: list[MemorySample], stop: asyncio.Event) -> None:
     while not stop.is_set() and node.alive():
         main, tree = node.rss_kb()
         out.append(MemorySample(time.time(), main, tree))
@@ -689,7 +642,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     pushes = max(1, math.ceil(total_s / args.push_every) + 1)
     say(f"setting up in {root} ...")
     setup = await build(root, args.peers, args.bundles, args.officers, args.fresh, pushes, args.seed)
-    node = NodeProcess(setup, root / "node.log")
+    node = HubProcess("hub", setup.home, setup.url, root / "node.log")
     rec = Recorder()
     memory: list[MemorySample] = []
     counts: Counter[str] = Counter()
@@ -756,7 +709,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         if flooder is not None and flooder.returncode is None:
             flooder.kill()
             await flooder.wait()
-        node.stop()
+        await node.stop()
 
     main = [s for s in rec.samples if s.phase == "main"]
     during = [s for s in rec.samples if s.phase == "flood"]
