@@ -28,6 +28,7 @@ from protocol.canonical import (
     b64u_encode,
     canonical,
     dumps_unchecked,
+    encode_sorted,
     parse_json,
 )
 from protocol.errors import InvalidBundle, InvalidMessage, InvalidRecord, MalformedJSON
@@ -397,7 +398,6 @@ class _WireBundle(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_wire_bundle = msgspec.json.Decoder(_WireBundle).decode
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _decode_json = msgspec.json.Decoder().decode
 _FEDERATION = Audience._checked("federation", (), "")
 
@@ -417,7 +417,7 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
     """
     try:
         w = _decode_wire_bundle(data)
-        if _encode_sorted(w) != data:
+        if encode_sorted(w) != data:
             return None
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None

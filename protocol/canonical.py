@@ -253,6 +253,11 @@ def b64u_decode(text: str) -> bytes:
 
 
 _decode_b64_json = msgspec.json.Decoder(bytes).decode
+
+# msgspec's JSON writer with object keys and Struct fields in sorted order. The fast paths
+# decode a text typed and write it back with this: the same bytes prove the text held no
+# repeated key, spacing or escape, and also give a record body in one C call.
+encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _URLSAFE_TO_STANDARD = bytes.maketrans(b'-_+/="\\', b"+/*****")
 _PADDING_QUOTE = (b'"', b'"', b'=="', b'="')
 # The last character of a 2- or 3-character tail carries 4 or 2 bits that encode nothing.

@@ -50,7 +50,7 @@ from protocol.bundle import (
     _NodesAudience,
     payload_for,
 )
-from protocol.canonical import parse_json
+from protocol.canonical import encode_sorted, parse_json
 from protocol.errors import InvalidBundle, InvalidRecord, MalformedJSON
 from protocol.records import (
     DETECTION_METHODS,
@@ -173,7 +173,6 @@ class _SeizurePayload(_Strict):
     record: _Seizure
 
 
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _decode_seizure = msgspec.json.Decoder(_SeizurePayload).decode
 
 # An escape other than \n \t \" \\ \/ (so \b \f \r \uXXXX), DEL, or a C1
@@ -212,7 +211,7 @@ def payload_fast(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload 
         # One typed decode checks the whole structure; writing it back gives the
         # same bytes only if the text is canonical (no repeated key, spaces or escapes).
         wire = _decode_seizure(plaintext)
-        if _encode_sorted(wire) != plaintext:
+        if encode_sorted(wire) != plaintext:
             return None
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None

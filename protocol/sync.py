@@ -46,7 +46,7 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar
 import msgspec
 
 from protocol import shapes
-from protocol.canonical import MAX_SAFE_INT, parse_json
+from protocol.canonical import MAX_SAFE_INT, encode_sorted, parse_json
 from protocol.errors import InvalidMessage, LocalProtocolError
 
 FEED_LIMIT_DEFAULT = 500  # what a server answers when the caller names no limit (section 4)
@@ -210,13 +210,12 @@ class _WirePage(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_page = msgspec.json.Decoder(_WirePage).decode
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
 def _page_fast(body: bytes) -> FeedPage | None:
     try:
         wire = _decode_page(body)
-        if _encode_sorted(wire) != body:  # not canonical: a repeated key, spaces, escapes
+        if encode_sorted(wire) != body:  # not canonical: a repeated key, spaces, escapes
             return None
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None

@@ -6,10 +6,9 @@ import json
 import sqlite3
 from typing import Any
 
-import msgspec
-
 from node.store.chunked import select_in
 from protocol.bundle import Payload
+from protocol.canonical import encode_sorted
 
 
 def body_of(record: dict[str, Any]) -> str:
@@ -19,10 +18,7 @@ def body_of(record: dict[str, Any]) -> str:
     record taken in). Bodies are only ever read back as JSON, so rows written by
     ``json.dumps`` (with spaces) before this read the same.
     """
-    return _encode_sorted(record).decode("utf-8")
-
-
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+    return encode_sorted(record).decode("utf-8")
 
 
 # Kinds whose new record ids need nothing but two inserts (no ownership, retraction or roster rules).
