@@ -97,7 +97,65 @@ def _store_parts(conn: Any, parts: queue.SimpleQueue[_Part], also: Also | None =
         inserted += _store_batch(conn, *part)
 
 
-async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | None = None) -> IngestResult:
+class WriteGroup:
+    """Ingest calls that share the writer's transactions while their checks overlap.
+
+    The slices of one fetched page are checked side by side; each committed
+    on its own, the writer paid a commit (the WAL frames and the full-text
+    index's flush) per slice. In a group, a transaction takes the parts of
+    every slice whose checking is under way and commits as soon as none is
+    left, so the writer never waits for the network: a slice whose bundles are
+    still on the wire when the others are done opens the next transaction.
+    A slice whose checking fails rolls back the transaction it shared (the
+    others raise too, and the caller keeps its cursor).
+    """
+
+    def __init__(self, node: Node, also: Also | None = None) -> None:
+        self.node = node
+        self.also = also
+        self._open: _Transaction | None = None
+
+    def join(self) -> _Transaction:
+        """The open transaction, or a new one, with one more member."""
+        if self._open is None:
+            self._open = _Transaction(self.node, self.also)
+        self._open.members += 1
+        return self._open
+
+    def leave(self, txn: _Transaction, failed: bool = False) -> None:
+        """A member has handed in all its parts (or failed); the last one out closes the transaction."""
+        txn.members -= 1
+        if failed:
+            txn.parts.put(_Abort("checking the batch failed"))
+        if txn.members == 0:
+            txn.parts.put(None)
+            if self._open is txn:
+                self._open = None
+
+
+class _Transaction:
+    """One writer transaction of a WriteGroup: its parts queue and the writer's job."""
+
+    def __init__(self, node: Node, also: Also | None) -> None:
+        self.node = node
+        self.also = also
+        self.members = 0
+        self.parts: queue.SimpleQueue[_Part] = queue.SimpleQueue()
+        self.writing: asyncio.Future[list[str]] | None = None
+        self.claimed: set[str] = set()  # inserted ids already reported as accepted by a member
+
+    def put(self, part: tuple[list[BundleRow], dict[str, Checked]]) -> None:
+        self.parts.put(part)
+        if self.writing is None:
+            self.writing = asyncio.ensure_future(self.node.store.write(_store_parts, self.parts, self.also))
+
+    async def inserted(self) -> set[str]:
+        # Shielded: one member cancelled must not cancel the writer's job under the others.
+        return set(await asyncio.shield(self.writing)) if self.writing is not None else set()
+
+
+async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | None = None,
+                 group: WriteGroup | None = None) -> IngestResult:
     """Run section 3.1 on each of ``objs`` and store the new, valid ones in one transaction.
 
     ``objs``: bundles as JSON objects or as their JSON texts (bytes). ``via``
@@ -108,15 +166,18 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | N
     it is written again. ``also(conn)`` runs in the batch's transaction when
     it stores anything (an officer's share marks its draft and writes its
     audit entry so: the bundle and they are stored together or not at all).
+    ``group``: share transactions with the other calls of a WriteGroup (then
+    ``also`` is the group's).
     """
+    if group is None:
+        group = WriteGroup(node, also)
     now = node.now_ms()
     result = IngestResult()
     rows: dict[str, BundleRow] = {}
     payloads: dict[str, Payload] = {}
     index_of: dict[str, int] = {}
     order: list[str] = []
-    parts: queue.SimpleQueue[_Part] = queue.SimpleQueue()
-    writing: asyncio.Future[list[str]] | None = None
+    txn: _Transaction | None = None
     try:
         async for outcomes in node.verifier.check_parts(objs, node.snapshot(), now, via):
             part_rows: list[BundleRow] = []
@@ -136,19 +197,23 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | N
                     if outcome.payload is not None:
                         payloads[bid] = outcome.payload
             if part_rows:
-                parts.put((part_rows, part_checked))
-                if writing is None:
-                    writing = asyncio.ensure_future(node.store.write(_store_parts, parts, also))
+                if txn is None:
+                    txn = group.join()
+                txn.put((part_rows, part_checked))
     except BaseException:
-        if writing is not None:
-            parts.put(_Abort("checking the batch failed"))
-            await asyncio.gather(writing, return_exceptions=True)
+        if txn is not None:
+            group.leave(txn, failed=True)
+            if txn.writing is not None:
+                await asyncio.gather(asyncio.shield(txn.writing), return_exceptions=True)
         raise
-    parts.put(None)
-    inserted = set(await writing) if writing is not None else set()
+    inserted: set[str] = set()
+    if txn is not None:
+        group.leave(txn)
+        inserted = await txn.inserted()
+    claimed = txn.claimed if txn is not None else set()
     for bid in order:
-        if bid in inserted:
-            inserted.discard(bid)
+        if bid in inserted and bid not in claimed:
+            claimed.add(bid)
             result.accepted.append(bid)
             if rows[bid].urgent:  # kept whole only where a hub must relay it at once
                 result.new_urgent.append(parse_bundle(objs[index_of[bid]]))

@@ -18,7 +18,7 @@ from functools import partial
 from typing import TypeVar
 
 from node.context import Node
-from node.ingest import ingest
+from node.ingest import WriteGroup, ingest
 from node.store import bundles as bundle_store
 from node.store import peers as peer_store
 from node.store.db import StoreFull
@@ -190,21 +190,24 @@ class SyncDriver:
             done.set_result(None)
 
     async def _fetch_slices(self, peer: Peer, ids: list[str]) -> set[str]:
-        """Fetch and ingest ``ids`` in slices, ``SLICES_IN_FLIGHT`` at a time; returns the ids now stored.
+        """Fetch and ingest ``ids`` in slices, ``SLICES_IN_FLIGHT`` requests at a time; returns the ids now stored.
 
         One slice's request and transfer overlap another's checks and writes, so
         the peer, the network, the worker processes and the store's writer are
-        busy at once instead of in turn. Each slice is ingested (and committed)
-        on its own. If one fails, the others still finish (nothing is left half
-        done), and then its error is raised: the machine gives up the round and
-        keeps the cursor, and the next round skips what was stored.
+        busy at once instead of in turn. The slices are ingested in one
+        ``WriteGroup``: those whose checks overlap share a transaction (fewer,
+        larger commits), and the writer never waits for a request. If one
+        fails, the others still finish (nothing is left half done), and then
+        its error is raised: the machine gives up the round and keeps the
+        cursor, and the next round skips what was stored.
         """
         gate = asyncio.Semaphore(SLICES_IN_FLIGHT)
+        group = WriteGroup(self.node)
 
         async def one(part: list[str]) -> set[str]:
             async with gate:
                 objs = await self._retry(lambda: self.client.fetch(peer.url, part))
-                result = await ingest(self.node, objs, via=peer.node)
+            result = await ingest(self.node, objs, via=peer.node, group=group)
             # An urgent bundle that comes in by pull more than an interval after it was made
             # (we were down, or cut off) has had a round to reach its recipients some other
             # way: pushing it now mostly sends them a second copy (measured by

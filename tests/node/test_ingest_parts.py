@@ -6,13 +6,14 @@ taken in by ``node.ingest.ingest`` (the fixtures and helpers of test_search.py).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 
 import pytest
 
 from crypto.envelope import seal_bundle
-from node.ingest import _Abort, _store_parts
+from node.ingest import WriteGroup, _Abort, _store_parts, ingest
 from node.outbox import complete
 from node.search import SearchQuery
 from node.store import search_index
@@ -61,7 +62,6 @@ async def test_a_batch_in_parts_stores_and_indexes_like_one_at_a_time(net):
     parts = [p async for p in ng.node.verifier.check_parts(objs, ng.node.snapshot(), ng.node.now_ms(), None)]
     assert (len(parts) >= 2 or ng.node.verifier.processes < 2) and sum(len(p) for p in parts) == len(objs)
 
-    from node.ingest import ingest
     result = await ingest(ng.node, objs, via=None)
     assert len(result.accepted) == len(objs) and not result.rejected
     again = await ingest(ng.node, objs[:100], via=None)  # a repeated batch stores nothing twice
@@ -86,15 +86,30 @@ async def test_a_batch_in_parts_stores_and_indexes_like_one_at_a_time(net):
     assert index_rows(ng) == before
 
 
+def _sealed_to_nigeria(net, count: int) -> list[dict]:
+    ng, gh = net.members["Nigeria"], net.members["Ghana"]
+    assert ng.node is not None
+    keys = {m.node_id: enc_key_of(m) for m in (gh, ng)}
+    now = ng.node.now_ms()
+    return [seal_bundle(identity=identity_of(gh), kind="seizure", record=complete(seizure()),
+                        audience=Audience("nodes", (ng.node_id,)), recipient_keys=keys, created=now,
+                        expires=now + DAY, urgent=False, rng=os.urandom).obj for _ in range(count)]
+
+
+def _counts(member) -> tuple[int, int, int]:
+    conn = db(member)
+    try:
+        return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[return-value]
+                     for t in ("bundles", "records", "record_facets"))
+    finally:
+        conn.close()
+
+
 async def test_a_batch_whose_checking_fails_leaves_nothing_stored(net):
     ng = net.members["Nigeria"]
-    gh = Sender(net, "Ghana")
     assert ng.node is not None
-    keys = {m.node_id: enc_key_of(m) for m in (gh.member, ng)}
+    objs = _sealed_to_nigeria(net, 5)
     now = ng.node.now_ms()
-    objs = [seal_bundle(identity=identity_of(gh.member), kind="seizure", record=complete(seizure()),
-                        audience=Audience("nodes", (ng.node_id,)), recipient_keys=keys, created=now,
-                        expires=now + DAY, urgent=False, rng=os.urandom).obj for _ in range(5)]
     checked = await ng.node.verifier.check(objs, ng.node.snapshot(), now, None)
     assert all(isinstance(c, Checked) for c in checked)
     parts: queue.SimpleQueue = queue.SimpleQueue()
@@ -109,3 +124,68 @@ async def test_a_batch_whose_checking_fails_leaves_nothing_stored(net):
         assert conn.execute("SELECT count(*) FROM record_facets").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+async def _checked_parts(ng, objs, size):
+    now = ng.node.now_ms()
+    checked = await ng.node.verifier.check(objs, ng.node.snapshot(), now, None)
+    assert all(isinstance(c, Checked) for c in checked)
+    return [([c.row for c in checked[i:i + size]], {c.row.id: c for c in checked[i:i + size]})
+            for i in range(0, len(checked), size)]
+
+
+async def test_a_write_group_commits_once_for_members_that_overlap(net):
+    ng = net.members["Nigeria"]
+    assert ng.node is not None
+    parts = await _checked_parts(ng, _sealed_to_nigeria(net, 12), 4)
+    commits: list[str] = []
+    conn = ng.node.store._write_conn
+    conn.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    try:
+        group = WriteGroup(ng.node)
+        first, second = group.join(), group.join()
+        assert first is second  # the second slice's checks began before the first one's ended
+        first.put(parts[0])
+        second.put(parts[1])
+        group.leave(first)
+        first.put(parts[2])  # still open: a member is left
+        group.leave(second)
+        assert len(await first.inserted()) == 12
+        later = group.join()  # after the last member left, a new transaction
+        assert later is not first
+        group.leave(later)
+        assert await later.inserted() == set()
+    finally:
+        conn.set_trace_callback(None)
+    assert len(commits) == 1
+    assert _counts(ng) == (12, 12, 12)
+
+
+async def test_a_member_that_fails_rolls_back_the_transaction_it_shared(net):
+    ng = net.members["Nigeria"]
+    assert ng.node is not None
+    parts = await _checked_parts(ng, _sealed_to_nigeria(net, 8), 4)
+    group = WriteGroup(ng.node)
+    fine, failing = group.join(), group.join()
+    fine.put(parts[0])
+    failing.put(parts[1])
+    group.leave(fine)
+    group.leave(failing, failed=True)
+    with pytest.raises(_Abort):
+        await fine.inserted()
+    assert _counts(ng) == (0, 0, 0)
+
+
+async def test_slices_ingested_in_a_group_report_each_bundle_once(net):
+    ng = net.members["Nigeria"]
+    assert ng.node is not None
+    objs = _sealed_to_nigeria(net, 150)  # slices above the worker threshold: checked in processes
+    group = WriteGroup(ng.node)
+    a, b, c = await asyncio.gather(ingest(ng.node, objs[:80], via=None, group=group),
+                                   ingest(ng.node, objs[50:130], via=None, group=group),
+                                   ingest(ng.node, objs[120:], via=None, group=group))
+    accepted = a.accepted + b.accepted + c.accepted
+    assert len(accepted) == len(set(accepted)) == 150  # each stored bundle is accepted by one slice
+    assert len(a.duplicate) + len(b.duplicate) + len(c.duplicate) == 40  # the overlaps, reported as duplicates
+    assert _counts(ng) == (150, 150, 150)
+    index_consistent(ng)
