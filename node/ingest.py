@@ -10,7 +10,9 @@ stores each part as soon as it is checked: the transaction stays open
 across the parts (the writer thread takes them from a queue) and commits
 once the last part is in, so one transaction per batch holds. The record
 bodies and search index rows are worked out by the workers, beside the
-checks, so the single writer only writes.
+checks, so the single writer only writes. Batches in a ``WriteGroup`` (the
+slices of one fetched page) may share a transaction; a batch is never split
+across two.
 """
 
 from __future__ import annotations
