@@ -109,7 +109,8 @@ class WriteGroup:
     left, so the writer never waits for the network: a slice whose bundles are
     still on the wire when the others are done opens the next transaction.
     A slice whose checking fails rolls back the transaction it shared (the
-    others raise too, and the caller keeps its cursor).
+    others raise too, and the caller keeps its cursor). ``also`` runs in every
+    transaction that stores anything: ``ingest`` gives it to a group of one.
     """
 
     def __init__(self, node: Node, also: Also | None = None) -> None:
@@ -173,6 +174,8 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | N
     """
     if group is None:
         group = WriteGroup(node, also)
+    elif also is not None:  # it would run once per shared transaction, not with this batch
+        raise ValueError("ingest: pass also= to the WriteGroup, not to one of its batches")
     now = node.now_ms()
     result = IngestResult()
     rows: dict[str, BundleRow] = {}
