@@ -1045,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="nodes syncing at once")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="scenarios run at once, "
                    "each in its own process (default: up to 2)")
-    p.add_argument("--plot", default="simulate-delivery.png", help="PNG of the delivery-time distribution ('' to skip)")
+    p.add_argument("--plot", default="docs/img/simulate-delivery.png", help="PNG of the delivery-time distribution, the README's figure by default ('' to skip)")
     p.add_argument("--keep", action="store_true", help="keep the node folders")
     p.add_argument("--verbose", action="store_true", help="list undelivered bundles")
     args = p.parse_args(argv)
