@@ -24,6 +24,7 @@ from protocol.canonical import (
     _B64U_INDEX,
     _UNUSED_BITS,
     MAX_SAFE_INT,
+    SafeUInt,
     b64u_decode,
     b64u_encode,
     canonical,
@@ -381,14 +382,11 @@ class _FederationAudience(msgspec.Struct, tag_field="scope", tag="federation", f
     pass
 
 
-_Int = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
-
-
 class _WireBundle(msgspec.Struct, forbid_unknown_fields=True):
     audience: _NodesAudience | _GroupAudience | _FederationAudience
-    created: _Int
+    created: SafeUInt
     ct: str
-    expires: _Int
+    expires: SafeUInt
     nonce: str
     origin: str
     recipients: Annotated[list[_WireRecipient], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]

@@ -11,13 +11,15 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from protocol.errors import MalformedJSON
 
 MAX_SAFE_INT = 2**53 - 1
+# A non-negative integer member as the typed msgspec decodes of the fast paths read it.
+SafeUInt = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
 _B64U_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _B64U_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64U_INDEX = {c: i for i, c in enumerate(_B64U_CHARS)}

@@ -46,7 +46,7 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar
 import msgspec
 
 from protocol import shapes
-from protocol.canonical import MAX_SAFE_INT, encode_sorted, parse_json
+from protocol.canonical import MAX_SAFE_INT, SafeUInt, encode_sorted, parse_json
 from protocol.errors import InvalidMessage, LocalProtocolError
 
 FEED_LIMIT_DEFAULT = 500  # what a server answers when the caller names no limit (section 4)
@@ -191,22 +191,19 @@ class FeedPage(_Wire):
         return page if page is not None else cls.from_json(parse_json(body))
 
 
-_Int = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INT)]
-
-
 class _WireItem(msgspec.Struct, forbid_unknown_fields=True):
-    created: _Int
+    created: SafeUInt
     id: Annotated[str, msgspec.Meta(pattern=f"^{BUNDLE_ID.pattern}\\Z")]
     origin: Annotated[str, msgspec.Meta(pattern=f"^{shapes.NODE_ID.pattern}\\Z")]
-    seq: _Int
-    size: _Int
+    seq: SafeUInt
+    size: SafeUInt
 
 
 class _WirePage(msgspec.Struct, forbid_unknown_fields=True):
     epoch: Annotated[str, msgspec.Meta(pattern=f"^{EPOCH.pattern}\\Z")]
     items: Annotated[list[_WireItem], msgspec.Meta(max_length=MAX_ITEMS)]
     more: bool
-    next: _Int
+    next: SafeUInt
 
 
 _decode_page = msgspec.json.Decoder(_WirePage).decode
