@@ -158,12 +158,18 @@ def require(request: web.Request, action: str) -> User:
 READ_ONLY_ACTIONS = frozenset({"view", "export"})
 
 
+def _caller(request: web.Request) -> User:
+    """Who made the request, for the audit chain (pages answered before sign-in have nobody)."""
+    user: User = request.get(USER_KEY) or User("anonymous", "none")
+    return user
+
+
 def audit_writer(request: web.Request, action: str, target: str | None,
-                 detail: Callable[..., str]) -> Callable[..., None]:
+                 detail: Callable[..., str | None]) -> Callable[..., None]:
     """``audit_log`` for another write's own transaction: ``write(conn, *args)`` appends the entry
     with ``detail(*args)`` (a share's bundle, say), so the two are stored together or not at all."""
     node = request.app[NODE_KEY]
-    user: User = request.get(USER_KEY) or User("anonymous", "none")
+    user = _caller(request)
     source = request.remote
 
     def write(conn: sqlite3.Connection, *args: Any) -> None:
@@ -177,14 +183,13 @@ async def audit_log(request: web.Request, action: str, target: str | None = None
                     detail: str | None = None) -> None:
     """Append who did ``action`` on ``target`` to the audit chain, with the time and the caller's address."""
     node = request.app[NODE_KEY]
-    user: User = request.get(USER_KEY) or User("anonymous", "none")
     try:
-        await node.store.write(audit.append, at=node.now_ms(), user=user.name, role=user.role, action=action,
-                               target=target, detail=detail, source=request.remote)
+        await node.store.write(audit_writer(request, action, target, lambda: detail))
     except StoreFull:
         if action not in READ_ONLY_ACTIONS:
             raise
         # Reading must keep working on a full store (officers need the intelligence most when
         # something is wrong); the entry goes to the log instead, where the operator finds it.
+        user = _caller(request)
         log.warning("audit entry not stored (store full): user=%s role=%s action=%s target=%s detail=%s source=%s",
                     user.name, user.role, action, target, detail, request.remote)
