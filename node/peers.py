@@ -209,6 +209,7 @@ class SyncDriver:
         async def one(part: list[str]) -> set[str]:
             async with gate:
                 objs = await self._retry(lambda: self.client.fetch(peer.url, part))
+            # Checked and stored outside the gate, so the next request goes out meanwhile.
             result = await ingest(self.node, objs, via=peer.node, group=group)
             # An urgent bundle that comes in by pull more than an interval after it was made
             # (we were down, or cut off) has had a round to reach its recipients some other
