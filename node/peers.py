@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
@@ -38,7 +38,8 @@ T = TypeVar("T")
 ATTEMPTS = 3
 
 # A fetch of many ids goes out as this many requests (slices of at least FETCH_SLICE_MIN ids),
-# SLICES_IN_FLIGHT at a time, so that transfers overlap checking and writing. Measured with
+# at most SLICES_IN_FLIGHT at a time to one peer (over a page and the next page's early fetch),
+# so that transfers overlap checking and writing. Measured with
 # scripts/bench sync (pages of 1,000, 2 cores): 8 slices cost B 190 us of CPU a bundle and
 # 4 cost 150-170; 2 were no better than 4 within the noise, and leave less overlap on a slow link.
 # All 4 in flight at once: 0.41 and 0.40 against 0.38 and 0.36 with 3, in alternating runs.
@@ -56,6 +57,28 @@ class Peer:
     etag: str | None = None
     saved: Cursor | None = None
     directory_at: int = 0  # when we last asked for its directory (ms)
+    # Fetch requests to this peer in flight at once, over this page and the next one's early fetch.
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SLICES_IN_FLIGHT))
+
+
+@dataclass
+class _Ahead:
+    """The next feed page, asked for while this page's bundles come in, and the early fetch of its bodies."""
+
+    poll: PollFeed
+    page: asyncio.Task[FeedPage]
+    bodies: asyncio.Task[tuple[set[str], set[str]]]  # (ids asked for, ids now stored)
+
+    async def close(self) -> None:
+        """Done with it: stop asking for the page, and wait for the fetch of its bodies to end.
+
+        The fetch is let finish rather than cancelled: it ends soon (every
+        request has a timeout; without the page it stops at once), and what it
+        has stored is then whole, with its rosters refreshed and its urgent
+        bundles relayed.
+        """
+        self.page.cancel()
+        await asyncio.gather(self.page, self.bodies, return_exceptions=True)
 
 
 class SyncDriver:
@@ -124,7 +147,8 @@ class SyncDriver:
             if not machine.in_round and self.node.now_ms() < machine.due_ms:
                 return "waiting"
             refresh = self._directory_due(peer, directory)
-            ahead: tuple[PollFeed, asyncio.Task[FeedPage]] | None = None
+            ahead: _Ahead | None = None  # the next page, asked for early
+            current: _Ahead | None = None  # this page, when it was asked for early
             try:
                 while True:
                     action = machine.next_action(self.node.now_ms())
@@ -135,24 +159,38 @@ class SyncDriver:
                         if refresh:  # inside the round, so a dead peer is backed off like any failure
                             refresh = False
                             await self.refresh_directory(peer)
-                        if ahead is not None and ahead[0] == action:
-                            page = await ahead[1]
+                        if current is not None:
+                            await current.close()
+                            current = None
+                        if ahead is not None:
+                            if ahead.poll == action:
+                                current = ahead
+                            else:
+                                await ahead.close()
+                            ahead = None
+                        if current is not None:
+                            page = await current.page
                         else:
                             page = await self._retry(partial(self.client.feed, peer.url, action.after, action.limit))
-                        ahead = None
                         ids = [item.id for item in page.items]
                         known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
                         machine.feed_received(page, [i for i in ids if i not in known], self.node.now_ms(),
                                               jitter_ms=self._jitter())
                         if page.more and machine.in_round:
-                            # Ask for the next page while this one's bundles come in: a page done
-                            # moves the cursor to page.next, so that is the next poll. Only the
-                            # request is early; the cursor is saved once this page is stored.
-                            nxt = PollFeed(page.next, action.limit)
-                            ahead = nxt, asyncio.ensure_future(
-                                self._retry(partial(self.client.feed, peer.url, nxt.after, nxt.limit)))
+                            ahead = self._look_ahead(peer, PollFeed(page.next, action.limit))
                     elif isinstance(action, Fetch):
-                        stored = await self._fetch_once(peer, list(action.ids))
+                        ids = list(action.ids)
+                        stored: set[str] = set()
+                        if current is not None:
+                            try:
+                                asked, stored = await asyncio.shield(current.bodies)
+                                # Asked for already: a bundle the peer did not send or we rejected is
+                                # not asked for again (nor counted twice in the rejections).
+                                ids = [i for i in ids if i not in asked]
+                            except (PeerUnavailable, RemoteProtocolError, StoreFull) as exc:
+                                log.info("early fetch from %s failed, asking again: %s", peer.node, exc)
+                        if ids:
+                            stored |= await self._fetch_once(peer, ids)
                         machine.fetched(stored, self.node.now_ms(), jitter_ms=self._jitter())
                     if machine.cursor != peer.saved:
                         await self._save(peer)
@@ -164,9 +202,30 @@ class SyncDriver:
                                             machine.failures, machine.due_ms)
                 return f"error: {exc}"
             finally:
-                if ahead is not None:  # a page asked for and not used (the round failed or ended)
-                    ahead[1].cancel()
-                    await asyncio.gather(ahead[1], return_exceptions=True)
+                for left in (current, ahead):
+                    if left is not None:
+                        await left.close()
+
+    def _look_ahead(self, peer: Peer, poll: PollFeed) -> _Ahead:
+        """Ask for the next feed page now, and fetch its new bundles as soon as it is in.
+
+        A page done moves the cursor to page.next, so ``poll`` is the next
+        poll. Only the work is early: the cursor is saved once this page and
+        then that one are stored, so a crash in between fetches the next page
+        again and stores nothing twice (its bundles are known by then). The
+        two pages' requests share the peer's gate, so this page's go first,
+        and the next page's bundles are checked and written while this page's
+        last slices finish, instead of after (measured by scripts/bench sync).
+        """
+        page = asyncio.ensure_future(self._retry(partial(self.client.feed, peer.url, poll.after, poll.limit)))
+
+        async def bodies() -> tuple[set[str], set[str]]:
+            ids = [item.id for item in (await page).items]
+            known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
+            missing = [i for i in ids if i not in known]
+            return set(missing), (await self._fetch_once(peer, missing) if missing else set())
+
+        return _Ahead(poll, page, asyncio.ensure_future(bodies()))
 
     async def _fetch_once(self, peer: Peer, ids: list[str]) -> set[str]:
         """Fetch and ingest ``ids`` from ``peer``, leaving to another peer's fetch what it is already
@@ -192,7 +251,7 @@ class SyncDriver:
             done.set_result(None)
 
     async def _fetch_slices(self, peer: Peer, ids: list[str]) -> set[str]:
-        """Fetch and ingest ``ids`` in slices, ``SLICES_IN_FLIGHT`` requests at a time; returns the ids now stored.
+        """Fetch and ingest ``ids`` in slices, at most ``SLICES_IN_FLIGHT`` requests at a time to the peer; returns the ids now stored.
 
         One slice's request and transfer overlap another's checks and writes, so
         the peer, the network, the worker processes and the store's writer are
@@ -203,11 +262,10 @@ class SyncDriver:
         its error is raised: the machine gives up the round and keeps the
         cursor, and the next round skips what was stored.
         """
-        gate = asyncio.Semaphore(SLICES_IN_FLIGHT)
         group = WriteGroup(self.node)
 
         async def one(part: list[str]) -> set[str]:
-            async with gate:
+            async with peer.gate:
                 objs = await self._retry(lambda: self.client.fetch(peer.url, part))
             # Checked and stored outside the gate, so the next request goes out meanwhile.
             result = await ingest(self.node, objs, via=peer.node, group=group)

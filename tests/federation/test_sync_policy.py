@@ -3,6 +3,7 @@ own bundle to one hub; a hub pushes urgent bundles only to the nationals of its 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -232,3 +233,46 @@ async def test_a_long_catch_up_cut_short_moves_the_cursor_only_past_what_is_stor
     again = watching.fetched[before:]
     assert not set(again) & held and len(again) == len(set(again))  # nothing stored is fetched again
     assert watching.feeds - 3 >= 5  # the healthy round walked several pages
+
+
+class SlowFetches(Watching):
+    """Watching, with each fetch answer held back a while and the most fetches in flight at once noted."""
+
+    def __init__(self, inner, hold_s: float) -> None:
+        super().__init__(inner)
+        self.hold_s, self.in_flight, self.most_in_flight = hold_s, 0, 0
+
+    async def send(self, base_url, method, path, query, body, headers):
+        if not path.endswith("/fetch"):
+            return await super().send(base_url, method, path, query, body, headers)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            answer = await super().send(base_url, method, path, query, body, headers)
+            await asyncio.sleep(self.hold_s)
+            return answer
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_catch_up_fetches_the_next_page_while_this_one_comes_in_and_nothing_twice(fed):
+    """Over many pages, the next page's bundles are asked for while this page's fetch is still
+    out (a page of 4 is one request, so two fetches at once can only be this page's and the
+    next one's); every bundle is fetched once and stored, and the cursor ends past them all."""
+    hub, ng, gh = build_wca(fed)
+    await fed.start()
+    async with aiohttp.ClientSession() as s:
+        shared = {await share(ng, s, f"nodes:{gh.node_id}", i) for i in range(24)}
+        await fed.drain()
+    gh.driver.feed_limit = 4  # 6 pages
+    gh.driver.peers.clear()
+    slow = SlowFetches(gh.driver.client.transport, hold_s=0.1)
+    gh.driver.client.transport = slow
+
+    result = await gh.driver.sync_all(force=True)
+    assert result[hub.node_id] == "ok", result
+    assert shared <= fed.ids("Ghana")
+    assert sorted(slow.fetched) == sorted(set(slow.fetched)) and shared <= set(slow.fetched)
+    assert slow.most_in_flight >= 2
+    top = max(seq for _, seq in db_rows(hub, "SELECT id, seq FROM bundles"))
+    assert gh.driver.peers[hub.node_id].saved.seq >= top
