@@ -697,10 +697,12 @@ class Chaos:
                     recips.setdefault(seq, set()).add(by_id.get(node, node))
                 d = conn.execute("SELECT (SELECT count(*) - count(DISTINCT id) FROM bundles)"
                                  " + (SELECT count(*) - count(DISTINCT id) FROM records)").fetchone()[0]
-                # Every readable bundle (all are seizures here) must have left its record version.
+                # Every readable bundle (all are seizures here) must have left its record version:
+                # the current one in records, the others in record_versions.
                 self.orphans[m.key] = conn.execute(
-                    "SELECT count(*) FROM bundles b WHERE b.state = 'readable' AND NOT EXISTS"
-                    " (SELECT 1 FROM record_versions v WHERE v.bundle_id = b.id)").fetchone()[0]
+                    "SELECT count(*) FROM bundles b WHERE b.state = 'readable'"
+                    " AND NOT EXISTS (SELECT 1 FROM records r WHERE r.bundle_id = b.id)"
+                    " AND NOT EXISTS (SELECT 1 FROM record_versions v WHERE v.bundle_id = b.id)").fetchone()[0]
             finally:
                 conn.close()
             held[m.key] = {r[0]: r[1] for r in rows}

@@ -9,7 +9,8 @@ Tables:
   ``undecryptable`` (addressed to us but could not be opened or failed its
   record checks; kept for relaying, never shown).
 - ``bundle_recipients``: (node, seq) so a national caller's feed is an index scan.
-- ``records`` (latest version of each record we can read) and ``record_versions``.
+- ``records`` (latest version of each record we can read) and ``record_versions``
+  (its history: every other version held).
 - ``drafts``: local records never shared; they never leave the node.
 - ``directory``, ``anchors``, ``pinned``: accepted descriptors and trust.
 - ``peers`` with cursors and health; ``rejections`` counted per peer and reason.
@@ -220,6 +221,13 @@ def m003_search(db: Database) -> None:
 def m004_records_newest_first(db: Database) -> None:
     """The records list pages newest first; without this index each page sorted the whole table."""
     db.execute("CREATE INDEX records_created_id ON records (created DESC, id)")
+
+
+@migrations()
+def m005_versions_hold_history_only(db: Database) -> None:
+    """The current version of a record lives in ``records`` alone; ``record_versions`` keeps the others."""
+    db.execute("DELETE FROM record_versions WHERE EXISTS (SELECT 1 FROM records r"
+               " WHERE r.id = record_versions.id AND r.version = record_versions.version)")
 
 
 def migrate(db: Database) -> None:
