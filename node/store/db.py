@@ -62,6 +62,8 @@ WAL_KEEP_BYTES = 1024 * 1024
 # once the WAL file passes this size the writer waits for the thread and checkpoints itself.
 # One commit of a sync batch writes a few MB of WAL: at 2 MB the writer checkpointed after
 # nearly every batch and spent a quarter of its time there (scripts/bench sync, py-spy).
+# On a disk short of room the limit falls to a quarter of the free space (not below
+# WAL_KEEP_BYTES): a WAL that fills the disk can never be checkpointed.
 WRITER_CHECKPOINT_BYTES = 16 * 1024 * 1024
 # The writer's page cache. At SQLite's default (2 MB) a batch of bundles spills dirty pages to
 # the WAL before it commits and writes many of them again: measured 42 kB of WAL per 2 kB
@@ -189,11 +191,20 @@ class Store:
             wal_bytes = self._wal.stat().st_size
         except OSError:
             wal_bytes = 0
-        if wal_bytes <= self.writer_checkpoint_bytes:
+        if wal_bytes <= self._writer_limit(wal_bytes):
             self._checkpoint_due.set()
             return
         with self._checkpoint_lock, contextlib.suppress(sqlite3.Error):  # as the thread: a failure changes nothing
             self._write_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _writer_limit(self, wal_bytes: int) -> int:
+        """The WAL size past which the writer checkpoints itself (see WRITER_CHECKPOINT_BYTES)."""
+        limit = self.writer_checkpoint_bytes
+        if wal_bytes > WAL_KEEP_BYTES:  # the disk is asked only when it could matter
+            free = self._disk_free()
+            if free is not None:
+                limit = min(limit, max(WAL_KEEP_BYTES, free // 4))
+        return limit
 
     def _run_write(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         try:
