@@ -13,7 +13,7 @@ import queue
 import pytest
 
 from crypto.envelope import seal_bundle
-from node.ingest import WriteGroup, _Abort, _store_parts, ingest
+from node.ingest import TRANSACTION_BUNDLES, WriteGroup, _Abort, _store_parts, ingest
 from node.outbox import complete
 from node.search import SearchQuery
 from node.store import search_index
@@ -189,3 +189,27 @@ async def test_slices_ingested_in_a_group_report_each_bundle_once(net):
     assert len(a.duplicate) + len(b.duplicate) + len(c.duplicate) == 40  # the overlaps, reported as duplicates
     assert _counts(ng) == (150, 150, 150)
     index_consistent(ng)
+
+
+async def test_slices_join_when_their_checking_starts_and_a_full_transaction_takes_no_more(net):
+    """Slices whose checks run one after another (the workers take them in turn) still share one
+    transaction, as they joined it when their checking started; past TRANSACTION_BUNDLES a slice
+    opens the next one."""
+    ng = net.members["Nigeria"]
+    assert ng.node is not None
+    objs = _sealed_to_nigeria(net, 240)
+    commits: list[str] = []
+    conn = ng.node.store._write_conn
+    conn.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    try:
+        group = WriteGroup(ng.node)
+        results = await asyncio.gather(*(ingest(ng.node, objs[i:i + 80], via=None, group=group)
+                                         for i in range(0, 240, 80)))
+        assert sum(len(r.accepted) for r in results) == 240
+        assert len(commits) == 1
+    finally:
+        conn.set_trace_callback(None)
+    assert _counts(ng) == (240, 240, 240)
+    group = WriteGroup(ng.node)
+    full = group.join(TRANSACTION_BUNDLES - 10)
+    assert group.join(10) is full and group.join(1) is not full
