@@ -189,6 +189,8 @@ class SyncDriver:
                                 ids = [i for i in ids if i not in asked]
                             except (PeerUnavailable, RemoteProtocolError, StoreFull) as exc:
                                 log.info("early fetch from %s failed, asking again: %s", peer.node, exc)
+                                stored = await self.node.store.read(bundle_store.known_ids, ids)  # what it stored
+                                ids = [i for i in ids if i not in stored]
                         if ids:
                             stored |= await self._fetch_once(peer, ids)
                         machine.fetched(stored, self.node.now_ms(), jitter_ms=self._jitter())

@@ -276,3 +276,48 @@ async def test_a_catch_up_fetches_the_next_page_while_this_one_comes_in_and_noth
     assert slow.most_in_flight >= 2
     top = max(seq for _, seq in db_rows(hub, "SELECT id, seq FROM bundles"))
     assert gh.driver.peers[hub.node_id].saved.seq >= top
+
+
+class FailOnce(Watching):
+    """Watching that loses every attempt at a fetch of the ids in ``doomed`` (``attempts`` times, so
+    that request fails for good), and holds back the answer to a fetch of ``held`` ids a while."""
+
+    def __init__(self, inner, attempts: int, hold_s: float) -> None:
+        super().__init__(inner)
+        self.doomed: set[str] = set()
+        self.held: set[str] = set()
+        self.left, self.hold_s = attempts, hold_s
+
+    async def send(self, base_url, method, path, query, body, headers):
+        ids = set(json.loads(body)["ids"]) if path.endswith("/fetch") else set()
+        if self.left and ids & self.doomed:
+            self.left -= 1
+            raise PeerUnavailable(f"{base_url}: lost")
+        answer = await super().send(base_url, method, path, query, body, headers)
+        if ids & self.held:
+            await asyncio.sleep(self.hold_s)
+        return answer
+
+
+async def test_a_failed_early_fetch_asks_again_only_for_what_it_did_not_store(fed):
+    """The next page's early fetch stores two of its slices and loses the third; the page, taken
+    up meanwhile with all its ids missing, asks again for the lost slice only."""
+    hub, ng, gh = build_wca(fed)
+    await fed.start()
+    async with aiohttp.ClientSession() as s:
+        shared = [await share(ng, s, f"nodes:{gh.node_id}", i) for i in range(260)]
+        await fed.drain()
+    gh.driver.feed_limit = 130  # 2 pages, each fetched as slices of 64, 64 and 2
+    gh.driver.peers.clear()
+    from node.peers import ATTEMPTS
+    failing = FailOnce(gh.driver.client.transport, ATTEMPTS, hold_s=0.5)
+    seq_at_hub = dict(db_rows(hub, "SELECT id, seq FROM bundles"))
+    second_page = sorted(shared, key=seq_at_hub.__getitem__)[130:]
+    failing.doomed, failing.held = set(second_page[-2:]), set(second_page[:-2])
+    gh.driver.client.transport = failing
+
+    result = await gh.driver.sync_all(force=True)
+    assert result[hub.node_id] == "ok", result
+    assert set(shared) <= fed.ids("Ghana")
+    assert failing.left == 0  # the early fetch did fail
+    assert sorted(failing.fetched) == sorted(set(failing.fetched))  # nothing it stored was fetched again
