@@ -46,6 +46,25 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the live child processes of ``pid`` (a node's verifier workers).
+
+    A child's time reaches its parent's own counters only once it has exited and been
+    reaped, so ``cpu_seconds`` alone leaves the workers out.
+    """
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 class NodeProcess:
     """``python -m node.cli run --home DIR`` as a child process of a script, stopped with SIGTERM.
 
