@@ -207,9 +207,12 @@ class Federation:
         after, limit = parse_feed_query(query.get("after"), query.get("limit"))
         sl = await self.node.store.read(bundle_store.feed, caller, sees_all=self.sees_all(caller),
                                         after=after, limit=limit)
-        page = {"epoch": self.node.store.epoch, "items": sl.items, "next": sl.next, "more": sl.more}
-        FeedPage.from_json(page)  # our own answer must follow the contract too
-        return reply(200, page)
+        answer = reply(200, {"epoch": self.node.store.epoch, "items": sl.items, "next": sl.next, "more": sl.more})
+        # Our own answer must follow the contract too. Checked from its bytes, as a puller reads it
+        # (a typed decode): building and checking each item as a dataclass cost the serving node
+        # about a fifth of its CPU in a catch-up (py-spy, scripts/bench sync).
+        FeedPage.from_body(answer.body)
+        return answer
 
     async def _fetch(self, caller: str, body: bytes) -> Reply:
         if len(body) > MAX_FETCH_BODY:
