@@ -266,7 +266,7 @@ async def test_a_catch_up_fetches_the_next_page_while_this_one_comes_in_and_noth
         await fed.drain()
     gh.driver.feed_limit = 4  # 6 pages
     gh.driver.peers.clear()
-    slow = SlowFetches(gh.driver.client.transport, hold_s=0.1)
+    slow = SlowFetches(gh.driver.client.transport, hold_s=0.25)
     gh.driver.client.transport = slow
 
     result = await gh.driver.sync_all(force=True)
