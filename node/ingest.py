@@ -117,8 +117,9 @@ class WriteGroup:
     handed in its parts, so the writer never waits for the network: a slice
     whose bundles are still on the wire when the others are done goes into
     the next transaction. Past ``TRANSACTION_BUNDLES`` a call starts a new
-    one. A slice whose checking fails rolls back the transaction it shared
-    (the others raise too, and the caller keeps its cursor). ``also`` runs
+    one. A slice whose checking fails after handing in a part rolls back the
+    transaction it shared (the others raise too, and the caller keeps its
+    cursor); one that fails before leaves the others to commit. ``also`` runs
     in every transaction that stores anything: ``ingest`` gives it to a
     group of one.
     """
@@ -196,6 +197,7 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | N
     order: list[str] = []
     # Joined before checking starts, so that slices checked one after another share the transaction.
     txn = group.join(len(objs))
+    handed_in = False  # whether any part of this batch reached the transaction
     try:
         async for outcomes in node.verifier.check_parts(objs, node.snapshot(), now, via):
             part_rows: list[BundleRow] = []
@@ -216,8 +218,10 @@ async def ingest(node: Node, objs: list[Any], *, via: str | None, also: Also | N
                         payloads[bid] = outcome.payload
             if part_rows:
                 txn.put((part_rows, part_checked))
+                handed_in = True
     except BaseException:
-        group.leave(txn, failed=True)
+        # Nothing of ours in the transaction: the other members' parts are whole, so they may commit.
+        group.leave(txn, failed=handed_in)
         if txn.writing is not None:
             await asyncio.gather(asyncio.shield(txn.writing), return_exceptions=True)
         raise

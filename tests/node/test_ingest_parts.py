@@ -213,3 +213,21 @@ async def test_slices_join_when_their_checking_starts_and_a_full_transaction_tak
     group = WriteGroup(ng.node)
     full = group.join(TRANSACTION_BUNDLES - 10)
     assert group.join(10) is full and group.join(1) is not full
+
+
+async def test_a_member_that_fails_before_handing_in_a_part_leaves_the_others_to_commit(net):
+    """A slice cancelled while its checks run (nothing of it in the transaction yet) does not roll
+    back the slice beside it."""
+    ng = net.members["Nigeria"]
+    assert ng.node is not None
+    objs = _sealed_to_nigeria(net, 160)
+    group = WriteGroup(ng.node)
+    kept = asyncio.ensure_future(ingest(ng.node, objs[:80], via=None, group=group))
+    dropped = asyncio.ensure_future(ingest(ng.node, objs[80:], via=None, group=group))
+    await asyncio.sleep(0)  # both have joined the transaction and wait for their checks
+    dropped.cancel()
+    result = await kept
+    with pytest.raises(asyncio.CancelledError):
+        await dropped
+    assert len(result.accepted) == 80
+    assert _counts(ng) == (80, 80, 80)
