@@ -37,12 +37,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (ppid first), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_of(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc; 0 if unavailable."""
+    fields = _stat(pid)
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+        return _cpu_of(fields) if fields else 0.0
+    except (ValueError, IndexError):
         return 0.0
 
 
@@ -52,17 +64,8 @@ def children_cpu_seconds(pid: int) -> float:
     A child's time reaches its parent's own counters only once it has exited and been
     reaped, so ``cpu_seconds`` alone leaves the workers out.
     """
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    children = (f for entry in Path("/proc").iterdir() if entry.name.isdigit() and (f := _stat(entry.name)))
+    return sum(_cpu_of(f) for f in children if f[1] == str(pid))
 
 
 class NodeProcess:
