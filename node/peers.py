@@ -172,9 +172,7 @@ class SyncDriver:
                             page = await current.page
                         else:
                             page = await self._retry(partial(self.client.feed, peer.url, action.after, action.limit))
-                        ids = [item.id for item in page.items]
-                        known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
-                        machine.feed_received(page, [i for i in ids if i not in known], self.node.now_ms(),
+                        machine.feed_received(page, await self._not_held(page), self.node.now_ms(),
                                               jitter_ms=self._jitter())
                         if page.more and machine.in_round:
                             ahead = self._look_ahead(peer, PollFeed(page.next, action.limit))
@@ -222,12 +220,16 @@ class SyncDriver:
         page = asyncio.ensure_future(self._retry(partial(self.client.feed, peer.url, poll.after, poll.limit)))
 
         async def bodies() -> tuple[set[str], set[str]]:
-            ids = [item.id for item in (await page).items]
-            known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
-            missing = [i for i in ids if i not in known]
+            missing = await self._not_held(await page)
             return set(missing), (await self._fetch_once(peer, missing) if missing else set())
 
         return _Ahead(poll, page, asyncio.ensure_future(bodies()))
+
+    async def _not_held(self, page: FeedPage) -> list[str]:
+        """The ids of a feed page that this node does not hold, in the page's order."""
+        ids = [item.id for item in page.items]
+        known = await self.node.store.read(bundle_store.known_ids, ids) if ids else set()
+        return [i for i in ids if i not in known]
 
     async def _fetch_once(self, peer: Peer, ids: list[str]) -> set[str]:
         """Fetch and ingest ``ids`` from ``peer``, leaving to another peer's fetch what it is already
