@@ -8,6 +8,7 @@ import json
 
 import aiohttp
 
+from node.peers import ATTEMPTS
 from node.transport import PeerUnavailable
 from tests.federation.harness import build_wca, db_rows, make_seizure, share_new
 
@@ -309,7 +310,6 @@ async def test_a_failed_early_fetch_asks_again_only_for_what_it_did_not_store(fe
         await fed.drain()
     gh.driver.feed_limit = 130  # 2 pages, each fetched as slices of 64, 64 and 2
     gh.driver.peers.clear()
-    from node.peers import ATTEMPTS
     failing = FailOnce(gh.driver.client.transport, ATTEMPTS, hold_s=0.5)
     seq_at_hub = dict(db_rows(hub, "SELECT id, seq FROM bundles"))
     second_page = sorted(shared, key=seq_at_hub.__getitem__)[130:]
