@@ -9,6 +9,7 @@ The same ``check_chunk`` runs in both places, so there is one code path.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -129,7 +130,24 @@ Packed = tuple[Any, ...]
 
 def check_chunk_packed(objs: Sequence[Any], start: int, snapshot: Snapshot, now_ms: int,
                        via: str | None) -> list[Packed]:
-    """check_chunk for a worker process: the same results, packed as tuples."""
+    """check_chunk for a worker process: the same results, packed as tuples.
+
+    The cyclic collector is off while the chunk is checked. Every object the
+    chunk makes is either garbage freed by reference counting or part of the
+    results, which the collector would otherwise walk again at each of its
+    passes. In scripts/bench sync, gc callbacks counted up to 25 us of a
+    worker's CPU per bundle inside collections; with the collector off, the
+    workers' CPU per bundle fell by about 5 us in paired runs. It is back on
+    before the worker takes the next chunk.
+    """
+    gc.disable()
+    try:
+        return _packed(objs, start, snapshot, now_ms, via)
+    finally:
+        gc.enable()
+
+
+def _packed(objs: Sequence[Any], start: int, snapshot: Snapshot, now_ms: int, via: str | None) -> list[Packed]:
     out: list[Packed] = []
     for r in check_chunk(objs, start, snapshot, now_ms, via):
         if isinstance(r, Refused):
@@ -171,6 +189,12 @@ def _maybe_id(obj: Any) -> str:
         return ""
 
 
+def _worker_start(parent: int) -> None:
+    """Set up a worker process: its modules out of the collector's way, and a watch on the node."""
+    gc.freeze()  # what the imports made lives as long as the worker: no collection need walk it again
+    _watch_parent(parent)
+
+
 def _watch_parent(parent: int) -> None:
     """Make a worker leave when the node process is gone.
 
@@ -198,7 +222,7 @@ class Verifier:
         if self._pool is None:
             # spawn, not fork: the node process has threads (SQLite writer, executors).
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_watch_parent, initargs=(os.getpid(),))
+                                             initializer=_worker_start, initargs=(os.getpid(),))
         return self._pool
 
     async def check(self, objs: Sequence[Any], snapshot: Snapshot, now_ms: int,
