@@ -38,7 +38,7 @@ T = TypeVar("T")
 ATTEMPTS = 3
 
 # A fetch of many ids goes out as this many requests (slices of at least FETCH_SLICE_MIN ids),
-# at most SLICES_IN_FLIGHT at a time to one peer (over a page and the next page's early fetch),
+# at most SLICES_IN_FLIGHT at a time to one peer (over a page and the early fetches of the pages after it),
 # so that transfers overlap checking and writing. Measured with
 # scripts/bench sync (pages of 1,000, 2 cores): 8 slices cost B 190 us of CPU a bundle and
 # 4 cost 150-170; 2 were no better than 4 within the noise, and leave less overlap on a slow link.
@@ -57,17 +57,27 @@ class Peer:
     etag: str | None = None
     saved: Cursor | None = None
     directory_at: int = 0  # when we last asked for its directory (ms)
-    # Fetch requests to this peer in flight at once, over this page and the next one's early fetch.
+    # Fetch requests to this peer in flight at once, over this page and the early fetches after it.
     gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SLICES_IN_FLIGHT))
+
+
+# Feed pages asked for (and their bundles fetched, checked and stored) ahead of the page whose
+# cursor is next saved. With one, the worker processes waited for the next page's bundles after
+# every page: two keep them busy while a page commits (scripts/bench sync, B's work over time).
+LOOK_AHEAD_PAGES = 2
+
+
+class _NoPage(Exception):
+    """The page before a look-ahead was the last one: there is nothing to ask for."""
 
 
 @dataclass
 class _Ahead:
-    """The next feed page, asked for while this page's bundles come in, and the early fetch of its bodies."""
+    """A later feed page, asked for while this page's bundles come in, and the early fetch of its bodies."""
 
-    poll: PollFeed
-    page: asyncio.Task[FeedPage]
-    bodies: asyncio.Task[tuple[set[str], set[str]]]  # (ids asked for, ids now stored)
+    poll: PollFeed | None  # the poll it answers; None until the page before it is in
+    page: asyncio.Future[FeedPage] = field(init=False)
+    bodies: asyncio.Future[tuple[set[str], set[str]]] = field(init=False)  # (ids asked for, ids now stored)
 
     async def close(self) -> None:
         """Done with it: stop asking for the page, and wait for the fetch of its bodies to end.
@@ -147,12 +157,14 @@ class SyncDriver:
             if not machine.in_round and self.node.now_ms() < machine.due_ms:
                 return "waiting"
             refresh = self._directory_due(peer, directory)
-            ahead: _Ahead | None = None  # the next page, asked for early
+            aheads: list[_Ahead] = []  # the pages after this one, asked for early, in order
             current: _Ahead | None = None  # this page, when it was asked for early
+            saves: list[asyncio.Future[None]] = []  # cursor writes queued this round, in order
             try:
                 while True:
                     action = machine.next_action(self.node.now_ms())
                     if isinstance(action, Wait):
+                        await asyncio.gather(*saves)
                         await self.node.store.write(peer_store.mark_ok, peer.node, self.node.now_ms())
                         return "ok"
                     if isinstance(action, PollFeed):
@@ -162,12 +174,12 @@ class SyncDriver:
                         if current is not None:
                             await current.close()
                             current = None
-                        if ahead is not None:
-                            if ahead.poll == action:
-                                current = ahead
-                            else:
-                                await ahead.close()
-                            ahead = None
+                        if aheads and aheads[0].poll == action:
+                            current = aheads.pop(0)
+                        else:
+                            for left in aheads:
+                                await left.close()
+                            aheads = []
                         if current is not None:
                             page = await current.page
                         else:
@@ -175,7 +187,10 @@ class SyncDriver:
                         machine.feed_received(page, await self._not_held(page), self.node.now_ms(),
                                               jitter_ms=self._jitter())
                         if page.more and machine.in_round:
-                            ahead = self._look_ahead(peer, PollFeed(page.next, action.limit))
+                            if not aheads:
+                                aheads.append(self._look_ahead(peer, PollFeed(page.next, action.limit), action.limit))
+                            while len(aheads) < LOOK_AHEAD_PAGES:
+                                aheads.append(self._look_ahead(peer, aheads[-1], action.limit))
                     elif isinstance(action, Fetch):
                         ids = list(action.ids)
                         stored: set[str] = set()
@@ -193,7 +208,7 @@ class SyncDriver:
                             stored |= await self._fetch_once(peer, ids)
                         machine.fetched(stored, self.node.now_ms(), jitter_ms=self._jitter())
                     if machine.cursor != peer.saved:
-                        await self._save(peer)
+                        saves.append(self._save(peer))
             except (PeerUnavailable, RemoteProtocolError, StoreFull) as exc:
                 if machine.in_round:
                     machine.failed(self.node.now_ms(), jitter_ms=self._jitter())
@@ -202,28 +217,45 @@ class SyncDriver:
                                             machine.failures, machine.due_ms)
                 return f"error: {exc}"
             finally:
-                for left in (current, ahead):
+                for left in [current, *aheads]:
                     if left is not None:
                         await left.close()
+                if any(isinstance(r, BaseException) for r in await asyncio.gather(*saves, return_exceptions=True)):
+                    peer.saved = None  # not known to be written: the next page saves it again
 
-    def _look_ahead(self, peer: Peer, poll: PollFeed) -> _Ahead:
-        """Ask for the next feed page now, and fetch its new bundles as soon as it is in.
+    def _look_ahead(self, peer: Peer, after: PollFeed | _Ahead, limit: int) -> _Ahead:
+        """Ask for a later feed page now, and fetch its new bundles as soon as it is in.
 
-        A page done moves the cursor to page.next, so ``poll`` is the next
-        poll. Only the work is early: the cursor is saved once this page and
-        then that one are stored, so a crash in between fetches the next page
-        again and stores nothing twice (its bundles are known by then). The
-        two pages' requests share the peer's gate, so this page's go first,
-        and the next page's bundles are checked and written while this page's
-        last slices finish, instead of after (measured by scripts/bench sync).
+        ``after``: the poll of the page after this one (a page done moves the
+        cursor to page.next), or the look-ahead of the page before it, whose
+        ``next`` it then asks from. Only the work is early: each cursor is
+        saved once its page and every page before it are stored, so a crash
+        in between fetches the later pages again and stores nothing twice
+        (their bundles are known by then). All pages' requests share the
+        peer's gate, first come first served, so the earlier page's go first,
+        and a later page's bundles are checked and written while the earlier
+        page's last slices finish and commit, instead of after (measured by
+        scripts/bench sync).
         """
-        page = asyncio.ensure_future(self._retry(partial(self.client.feed, peer.url, poll.after, poll.limit)))
+        ahead = _Ahead(after if isinstance(after, PollFeed) else None)
+
+        async def page() -> FeedPage:
+            if isinstance(after, _Ahead):
+                before = await after.page
+                if not before.more:
+                    raise _NoPage()
+                ahead.poll = PollFeed(before.next, limit)
+            assert ahead.poll is not None
+            poll = ahead.poll
+            return await self._retry(partial(self.client.feed, peer.url, poll.after, poll.limit))
 
         async def bodies() -> tuple[set[str], set[str]]:
-            missing = await self._not_held(await page)
+            missing = await self._not_held(await ahead.page)
             return set(missing), (await self._fetch_once(peer, missing) if missing else set())
 
-        return _Ahead(poll, page, asyncio.ensure_future(bodies()))
+        ahead.page = asyncio.ensure_future(page())
+        ahead.bodies = asyncio.ensure_future(bodies())
+        return ahead
 
     async def _not_held(self, page: FeedPage) -> list[str]:
         """The ids of a feed page that this node does not hold, in the page's order."""
@@ -303,10 +335,19 @@ class SyncDriver:
                     raise
         raise AssertionError("unreachable")
 
-    async def _save(self, peer: Peer) -> None:
-        c = peer.machine.cursor
-        await self.node.store.write(peer_store.save_cursor, peer.node, c.epoch, c.seq, self.node.now_ms(), None)
-        peer.saved = c
+    def _save(self, peer: Peer) -> asyncio.Future[None]:
+        """Queue the write of the peer's cursor, and go on; the round waits for it before it ends.
+
+        The bundles before the cursor are committed already, and the single
+        writer runs writes in the order they are queued. Awaited here, the
+        save waited behind the next page's transaction, queued first, so no
+        feed request went out until that page was stored too: B's worker
+        processes stood idle about 100 ms every second page (scripts/bench
+        sync, with B's fetches, checks and writes logged against time).
+        """
+        c = peer.saved = peer.machine.cursor
+        return asyncio.ensure_future(
+            self.node.store.write(peer_store.save_cursor, peer.node, c.epoch, c.seq, self.node.now_ms(), None))
 
     async def refresh_directory(self, peer: Peer) -> None:
         """Merge the peer's directory (only when its ETag changed)."""
