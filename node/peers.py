@@ -217,9 +217,8 @@ class SyncDriver:
                                             machine.failures, machine.due_ms)
                 return f"error: {exc}"
             finally:
-                for left in [current, *aheads]:
-                    if left is not None:
-                        await left.close()
+                for left in ([current] if current is not None else []) + aheads:
+                    await left.close()
                 if any(isinstance(r, BaseException) for r in await asyncio.gather(*saves, return_exceptions=True)):
                     peer.saved = None  # not known to be written: the next page saves it again
 
