@@ -2,8 +2,8 @@
 
 ``parse_bundle`` is the only way a bundle from outside becomes a ``Bundle``;
 it checks size and shape strictly and computes the id and the bytes that the
-signature and the AEAD cover, once (the AEAD's hash and the ciphertext's
-bytes when first asked for: relays never need them). It does not check the signature, the
+signature and the AEAD cover, once (the AEAD's hash when first asked for:
+relays never need it). It does not check the signature, the
 origin or the time: that is ``crypto.envelope`` and ``protocol.audience``.
 """
 
@@ -14,15 +14,13 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice, repeat
-from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
+from itertools import islice
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from protocol import shapes
 from protocol.canonical import (
-    _B64U_INDEX,
-    _UNUSED_BITS,
     MAX_SAFE_INT,
     SafeUInt,
     b64u_decode,
@@ -130,16 +128,18 @@ class Audience:
         return self.group if self.scope == "group" else "federation"
 
 
-class Recipient(NamedTuple):
+class Recipient(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """One reader of a bundle and its sealed copy of the content key, as checked b64u text.
 
     The wrap is decoded only when asked for: a recipient opens its own, and a
     relay none, so decoding the other 511 of a large bundle would be wasted
-    (``wrap_b64`` is checked to decode to exactly 80 bytes when parsed).
+    (``wrap_b64`` is checked to decode to exactly 80 bytes when parsed). It is
+    also the wire form's type (``{"node": ..., "wrap": ...}``), so the decode of
+    a bundle's text builds the recipients directly.
     """
 
     node: str
-    wrap_b64: str
+    wrap_b64: str = msgspec.field(name="wrap")
 
     @property
     def wrap(self) -> bytes:
@@ -166,9 +166,11 @@ class _once(Generic[T]):
 class Bundle:
     """A parsed, shape-checked bundle. ``obj`` is its exact wire form.
 
-    What only a recipient needs, the ciphertext's bytes and the header hash
-    ``H``, is worked out on first use (``ct``, ``header_hash``): a relay,
-    which checks and forwards, never pays for them.
+    The header hash ``H``, which only a recipient needs, is worked out on
+    first use (``header_hash``): a relay, which checks and forwards, never
+    pays for it. The ciphertext is decoded at parse: checking its base64url
+    text costs a relay about as much as decoding it (one pass either way), and
+    a recipient then has the bytes at no further cost.
     """
 
     origin: str
@@ -178,7 +180,7 @@ class Bundle:
     urgent: bool
     recipients: tuple[Recipient, ...]
     nonce: bytes
-    ct_b64: str = field(repr=False)  # checked at parse to decode to at least TAG_BYTES bytes
+    ct: bytes = field(repr=False)  # the ciphertext and its tag, at least TAG_BYTES bytes
     sig: bytes
     id: str
     signed_bytes: bytes = field(repr=False)
@@ -191,11 +193,6 @@ class Bundle:
         """The bundle's JSON object (decoded from ``raw`` on first use when parsed from bytes)."""
         value: dict[str, Any] = _decode_json(self.raw)
         return value
-
-    @_once
-    def ct(self) -> bytes:
-        """The ciphertext and its tag."""
-        return b64u_decode(self.ct_b64)
 
     @_once
     def header_hash(self) -> bytes:
@@ -269,9 +266,9 @@ def _parse_exact(obj: Any) -> Bundle | None:
     text (ASCII, nothing JSON escapes) and every number an int, canonical JSON
     is plain concatenation in sorted key order, and the three byte strings the
     protocol needs (whole bundle, signed part, header) share their pieces
-    instead of being encoded three times. The wraps and ``ct`` are checked as
-    text (alphabet, length, canonical last character) and decoded only when a
-    recipient asks for them; lists of node ids are checked in C passes.
+    instead of being encoded three times. The wraps are checked as text
+    (alphabet, length, canonical last character) and decoded only when a
+    recipient asks for its own; lists of node ids are checked in C passes.
     """
     if type(obj) is not dict or obj.keys() != _FIELD_SET:
         return None
@@ -321,16 +318,14 @@ def _parse_exact(obj: Any) -> Bundle | None:
             return None
     if origin not in nodes or not _b64u_alphabet_only("".join(wraps)):
         return None
-    recipients = tuple(map(_tuple_new, repeat(Recipient), zip(nodes, wraps, strict=True)))
+    recipients = tuple(map(Recipient, nodes, wraps))
     recipients_json = map('{{"node":"{}","wrap":"{}"}}'.format, nodes, wraps)
     nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
-    if type(ct_text) is not str or not _b64u_shape_ok(ct_text, TAG_BYTES):
-        return None
     try:
-        nonce, sig = b64u_decode(nonce_text), b64u_decode(sig_text)
+        nonce, ct, sig = b64u_decode(nonce_text), b64u_decode(ct_text), b64u_decode(sig_text)
     except MalformedJSON:
         return None
-    if len(nonce) != NONCE_BYTES or len(sig) != 64:
+    if len(nonce) != NONCE_BYTES or len(sig) != 64 or len(ct) < TAG_BYTES:
         return None
     # Sorted keys: audience created ct expires nonce origin recipients sig urgent v.
     # The header leaves out ct and sig; the signed part leaves out sig.
@@ -345,7 +340,7 @@ def _parse_exact(obj: Any) -> Bundle | None:
     raw = b"".join((front, ct_json, middle, f'"sig":"{sig_text}",'.encode("ascii"), back))
     return _new_bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=recipients, nonce=nonce, ct_b64=ct_text, sig=sig,
+        recipients=recipients, nonce=nonce, ct=ct, sig=sig,
         id=b64u_encode(hashlib.sha256(memoryview(signed)[len(BUNDLE_DOMAIN):]).digest()),
         signed_bytes=signed,
         header_bytes=b"".join((BUNDLE_DOMAIN, front, middle, back)),
@@ -363,11 +358,6 @@ def _parse_bytes(data: bytes, max_bytes: int) -> Bundle:
     except MalformedJSON as exc:
         raise InvalidBundle("shape", str(exc)) from None
     return parse_bundle(obj, max_bytes=max_bytes)
-
-
-class _WireRecipient(msgspec.Struct, forbid_unknown_fields=True):
-    node: str
-    wrap: str
 
 
 class _NodesAudience(msgspec.Struct, tag_field="scope", tag="nodes", forbid_unknown_fields=True):
@@ -389,7 +379,7 @@ class _WireBundle(msgspec.Struct, forbid_unknown_fields=True):
     expires: SafeUInt
     nonce: str
     origin: str
-    recipients: Annotated[list[_WireRecipient], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
+    recipients: Annotated[list[Recipient], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
     sig: str
     urgent: bool
     v: Literal[1]
@@ -422,7 +412,7 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
     origin, audience = w.origin, _audience_of_wire(w.audience)
     if audience is None:
         return None
-    recipients = tuple(map(_tuple_new, repeat(Recipient), map(_recipient_pair, w.recipients)))
+    recipients = tuple(w.recipients)
     nodes = [r.node for r in recipients]
     wraps = [r.wrap_b64 for r in recipients]
     if (
@@ -433,13 +423,11 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
     ):
         return None
     ct_text, sig_text = w.ct, w.sig
-    if not _b64u_shape_ok(ct_text, TAG_BYTES):
-        return None
     try:
-        nonce, sig = b64u_decode(w.nonce), b64u_decode(sig_text)
+        nonce, ct, sig = b64u_decode(w.nonce), b64u_decode(ct_text), b64u_decode(sig_text)
     except MalformedJSON:
         return None
-    if len(nonce) != NONCE_BYTES or len(sig) != 64:
+    if len(nonce) != NONCE_BYTES or len(sig) != 64 or len(ct) < TAG_BYTES:
         return None
     # Canonical and ASCII (every string is a checked id, name or b64u text), so the members
     # sit in sorted order: {"audience":...,"created":N,"ct":"...",...,"sig":"...","urgent":...,"v":1}.
@@ -450,7 +438,7 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
     body = data[:sig_at] + data[sig_end:]
     return _new_bundle(
         origin=origin, created=w.created, expires=w.expires, audience=audience, urgent=w.urgent,
-        recipients=recipients, nonce=nonce, ct_b64=ct_text, sig=sig,
+        recipients=recipients, nonce=nonce, ct=ct, sig=sig,
         id=b64u_encode(hashlib.sha256(body).digest()), signed_bytes=BUNDLE_DOMAIN + body,
         header_bytes=b"".join((BUNDLE_DOMAIN, data[:ct_at], data[ct_end:sig_at], data[sig_end:])),
         raw=data, size=len(data),
@@ -466,16 +454,10 @@ def _audience_of_wire(wire: _NodesAudience | _GroupAudience | _FederationAudienc
     return _FEDERATION
 
 
-def _recipient_pair(r: _WireRecipient) -> tuple[str, str]:
-    return r.node, r.wrap
-
-
 _WRAP_CHARS = 107  # ceil(80 * 4 / 3)
 # 107 = 4k + 3: the last character carries 2 unused bits, so it is one whose index is a multiple of 4.
 _WRAP_LAST = frozenset("AEIMQUYcgkosw048")
 _B64U_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-# Recipient(node, wrap) without NamedTuple's keyword-parsing __new__ (once per recipient, up to 512).
-_tuple_new = tuple.__new__
 
 
 _FEW = 8  # up to this many node ids or recipients, a Python loop checks them faster than C passes
@@ -506,16 +488,6 @@ def _node_ids_ascending(values: list[Any]) -> bool:
         and _NODE_ID_LIST(",".join(values)) is not None
         and all(map(operator.lt, values, islice(values, 1, None)))
     )
-
-
-def _b64u_shape_ok(text: str, min_size: int) -> bool:
-    """What b64u_decode(text) accepts, and at least ``min_size`` bytes, without decoding."""
-    rem = len(text) % 4
-    if rem == 1 or len(text) // 4 * 3 + (rem and rem - 1) < min_size:
-        return False
-    if rem and _B64U_INDEX.get(text[-1], 0) & _UNUSED_BITS[rem]:
-        return False
-    return _b64u_alphabet_only(text)
 
 
 def _b64u_alphabet_only(text: str) -> bool:
@@ -608,14 +580,14 @@ def _parse_shape(obj: Any, raw: bytes) -> Bundle:
     if origin not in {r.node for r in recipients}:
         raise InvalidMessage("recipients", "must include the origin")
     nonce = shapes.b64u_field(obj, "nonce", size=NONCE_BYTES)
-    shapes.b64u_field(obj, "ct", min_size=TAG_BYTES)
+    ct = shapes.b64u_field(obj, "ct", min_size=TAG_BYTES)
     sig = shapes.b64u_field(obj, "sig", size=64)
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
     body = dumps_unchecked(unsigned)
     header = {k: v for k, v in unsigned.items() if k != "ct"}
     return _new_bundle(
         origin=origin, created=created, expires=expires, audience=audience, urgent=urgent,
-        recipients=tuple(recipients), nonce=nonce, ct_b64=obj["ct"], sig=sig,
+        recipients=tuple(recipients), nonce=nonce, ct=ct, sig=sig,
         id=b64u_encode(hashlib.sha256(body).digest()), signed_bytes=BUNDLE_DOMAIN + body,
         header_bytes=BUNDLE_DOMAIN + dumps_unchecked(header),
         obj=obj, raw=raw, size=len(raw),

@@ -762,7 +762,7 @@ def test_node_lists_are_checked_in_one_pass_as_the_reference_does() -> None:
             assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES) == reference_outcome(sample, pb.MAX_BUNDLE_BYTES), (where, nodes)
 
 
-def test_ct_is_checked_as_the_reference_does_and_decoded_on_use() -> None:
+def test_ct_is_checked_and_decoded_as_the_reference_does() -> None:
     sample = _sample_bundle(2, "nodes")
     texts = [b64u_encode(bytes(range(n))) for n in (0, 14, 15, 16, 17, 18, 40)]
     texts += [t[:-1] + c for t in texts[2:5] for c in string.ascii_letters + string.digits + "-_+/=é"]
