@@ -413,14 +413,7 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
     if audience is None:
         return None
     recipients = tuple(w.recipients)
-    nodes = [r.node for r in recipients]
-    wraps = [r.wrap_b64 for r in recipients]
-    if (
-        not _is_node_id(origin) or origin not in nodes or not _node_ids_ascending(nodes)
-        or not _all_str_of_length(wraps, _WRAP_CHARS)
-        or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
-        or not _b64u_alphabet_only("".join(wraps))
-    ):
+    if not _is_node_id(origin) or not _recipients_ok(recipients, origin):
         return None
     ct_text, sig_text = w.ct, w.sig
     try:
@@ -445,13 +438,61 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
     )
 
 
+def _recipients_ok(recipients: tuple[Recipient, ...], origin: str) -> bool:
+    """True when the node ids ascend strictly and include ``origin``, and each wrap has the
+    shape of 80 bytes in b64u (the decode typed every member str)."""
+    if len(recipients) <= _FEW:
+        # A plain loop: for a handful of recipients it beats the C passes' set-up.
+        previous, seen_origin = "", False
+        for r in recipients:
+            node, wrap = r.node, r.wrap_b64
+            if not (previous < node and len(wrap) == _WRAP_CHARS and wrap[-1] in _WRAP_LAST and _is_node_id(node)):
+                return False
+            seen_origin = seen_origin or node == origin
+            previous = node
+        wraps = [r.wrap_b64 for r in recipients]
+    else:
+        nodes = [r.node for r in recipients]
+        wraps = [r.wrap_b64 for r in recipients]
+        seen_origin = origin in nodes
+        if (
+            not _node_ids_ascending(nodes)
+            or not _all_str_of_length(wraps, _WRAP_CHARS)
+            or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
+        ):
+            return False
+    return seen_origin and _b64u_alphabet_only("".join(wraps))
+
+
 def _audience_of_wire(wire: _NodesAudience | _GroupAudience | _FederationAudience) -> Audience | None:
     """The Audience of a typed wire audience whose members check out as ``Audience.from_json``'s do, else None."""
     if type(wire) is _NodesAudience:
-        return Audience._checked("nodes", tuple(wire.nodes), "") if _node_ids_ascending(wire.nodes) else None
+        nodes = tuple(wire.nodes)
+        audience = _AUDIENCES.get(nodes)
+        if audience is None and _node_ids_ascending(wire.nodes):
+            audience = _remember(nodes, Audience._checked("nodes", nodes, ""))
+        return audience
     if type(wire) is _GroupAudience:
-        return Audience._checked("group", (), wire.group) if _is_group(wire.group) else None
+        group = wire.group
+        audience = _AUDIENCES.get(group)
+        if audience is None and _is_group(group):
+            audience = _remember(group, Audience._checked("group", (), group))
+        return audience
     return _FEDERATION
+
+
+# The audiences met lately, each checked once: a federation's traffic goes to
+# the same few node lists and groups over and over, and a checked Audience is
+# immutable, so bundles can share one. Bounded: emptied when full.
+_AUDIENCES: dict[tuple[str, ...] | str, Audience] = {}
+_AUDIENCES_KEPT = 1024
+
+
+def _remember(key: tuple[str, ...] | str, audience: Audience) -> Audience:
+    if len(_AUDIENCES) >= _AUDIENCES_KEPT:
+        _AUDIENCES.clear()
+    _AUDIENCES[key] = audience
+    return audience
 
 
 _WRAP_CHARS = 107  # ceil(80 * 4 / 3)

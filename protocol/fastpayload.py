@@ -72,7 +72,7 @@ UnsetType = msgspec.UnsetType
 
 def _text(max_len: int, min_len: int = 0) -> Any:
     # msgspec counts code points, as len() does. Control characters are ruled
-    # out for the whole plaintext at once (see _may_hold_controls).
+    # out for the whole plaintext at once (see _ESCAPE).
     return Annotated[str, msgspec.Meta(min_length=min_len, max_length=max_len)]
 
 
@@ -186,14 +186,6 @@ _ESCAPE = re.compile(rb"\\[bfru]").search
 _C1 = re.compile(rb"\xc2[\x80-\x9f]").search
 
 
-def _may_hold_controls(plaintext: bytes) -> bool:
-    return bool(
-        (b"\\" in plaintext and _ESCAPE(plaintext))
-        or b"\x7f" in plaintext
-        or (b"\xc2" in plaintext and _C1(plaintext))
-    )
-
-
 # "id locode quantity.amount hs_code value.amount", each matched whole by its own
 # pattern from protocol.fields. None of those patterns matches a space, so a
 # value that holds one adds a part and the whole match fails: no value can lend
@@ -214,8 +206,8 @@ def payload_fast(plaintext: bytes, header: Audience, *, now_ms: int) -> Payload 
     not compare the payload's origin and audience with the header's; the
     caller does.
     """
-    if _may_hold_controls(plaintext):
-        return None
+    if (b"\\" in plaintext and _ESCAPE(plaintext)) or b"\x7f" in plaintext or (b"\xc2" in plaintext and _C1(plaintext)):
+        return None  # it may hold a control character: see _ESCAPE
     try:
         # One typed decode checks the whole structure; writing it back gives the
         # same bytes only if the text is canonical (no repeated key, spaces or escapes).
@@ -273,9 +265,9 @@ def _seizure_extras_ok(s: _Seizure, now_ms: int) -> bool:
             and conveyance.bill_of_lading is _UNSET and conveyance.flight is _UNSET
         ):
             return False  # the reference wants at least one member
+        if container is not _UNSET and not f.container_ok(container):
+            return False
         try:
-            if container is not _UNSET:
-                f.container(container)
             if awb is not _UNSET:
                 f.awb(awb)
             if imo is not _UNSET:
