@@ -14,7 +14,6 @@ import re
 from typing import Annotated, Any
 
 import msgspec
-import pybase64
 
 from protocol.errors import MalformedJSON
 
@@ -243,8 +242,6 @@ def b64u_decode(text: str) -> bytes:
     # alphabet. Anything it refuses goes to the reference checks below, which
     # word the error; tests/protocol/test_fastpath.py holds the two equal.
     if type(text) is str and (rem := len(text) % 4) != 1:
-        if len(text) >= _LONG_B64:
-            return _b64u_decode_long(text, rem)
         try:
             raw = _decode_b64_json(
                 b'"' + text.encode("ascii").translate(_URLSAFE_TO_STANDARD) + _PADDING_QUOTE[rem]
@@ -258,27 +255,6 @@ def b64u_decode(text: str) -> bytes:
 
 
 _decode_b64_json = msgspec.json.Decoder(bytes).decode
-
-# From about this length pybase64's vector decoder beats the translate and
-# msgspec above (0.7 against 1.5 us for a bundle's ~940-character ct); below
-# it, its fixed cost does not pay.
-_LONG_B64 = 256
-_PADDING = ("", "", "==", "=")
-
-
-def _b64u_decode_long(text: str, rem: int) -> bytes:
-    # With altchars "-_", pybase64 also takes "+" and "/" (and "=" as
-    # padding), which base64url does not have: those go to the reference,
-    # which refuses them. validate=True refuses every other character.
-    if "+" not in text and "/" not in text and "=" not in text:
-        try:
-            raw: bytes = pybase64.b64decode(text + _PADDING[rem], altchars=b"-_", validate=True)
-        except ValueError:  # binascii.Error is one; a non-ASCII str raises the plain kind
-            pass
-        else:
-            if not rem or not _B64U_INDEX[text[-1]] & _UNUSED_BITS[rem]:
-                return raw
-    return _b64u_decode_reference(text)
 
 
 # msgspec's JSON writer with object keys and Struct fields in sorted order. The fast paths
