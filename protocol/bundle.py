@@ -234,6 +234,8 @@ def parse_bundle(obj: Any, *, max_bytes: int = MAX_BUNDLE_BYTES) -> Bundle:
     arrives: a canonical text is parsed without building the object at all).
     Raises InvalidBundle with reason ``too-large`` or ``shape``; never anything else.
     """
+    if type(obj) is bytes:  # as a bundle arrives: no copy, and cheaper than the isinstance below
+        return _parse_bytes(obj, max_bytes)
     if isinstance(obj, bytes | bytearray | memoryview):
         return _parse_bytes(bytes(obj), max_bytes)
     # Every bundle received passes here, so a well-formed one takes the exact

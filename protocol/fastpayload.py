@@ -190,12 +190,13 @@ _C1 = re.compile(rb"\xc2[\x80-\x9f]").search
 # pattern from protocol.fields. None of those patterns matches a space, so a
 # value that holds one adds a part and the whole match fails: no value can lend
 # characters to its neighbour. An absent optional member stands in as a valid
-# placeholder ("000000", "0").
+# placeholder ("000000", "0"). The quantity must also hold a non-zero digit
+# (the lookahead cannot pass the space after it).
 _KEY_FIELDS = re.compile(
-    " ".join(f"(?:{p.pattern})" for p in (f._UUID, f._LOCODE, f._DECIMAL, f._HS_CODE, f._DECIMAL))
+    f"(?:{f._UUID.pattern}) (?:{f._LOCODE.pattern}) (?=[0-9.]*[1-9])(?:{f._DECIMAL.pattern}) "
+    f"(?:{f._HS_CODE.pattern}) (?:{f._DECIMAL.pattern})"
 ).fullmatch
 _is_node_id = shapes.NODE_ID.fullmatch
-_NON_ZERO_DIGIT = f._NON_ZERO_DIGIT.search
 _COUNTRIES = f._COUNTRIES
 
 
@@ -252,10 +253,8 @@ def _seizure_extras_ok(s: _Seizure, now_ms: int) -> bool:
     )
     if not _KEY_FIELDS(keys) or s.date > latest_seizure_date(now_ms) or locode[:2] not in _COUNTRIES:
         return False
-    if not _NON_ZERO_DIGIT(amount):
-        return False
     transit = s.route.transit
-    if len(set(transit)) != len(transit):
+    if len(transit) > 1 and len(set(transit)) != len(transit):
         return False
     conveyance = s.conveyance
     if conveyance is not _UNSET:
