@@ -777,6 +777,24 @@ def test_ct_is_checked_and_decoded_as_the_reference_does() -> None:
     assert bundle.header_bytes == pb.BUNDLE_DOMAIN + canonical(bundle.header())
 
 
+def test_nonce_and_sig_decoded_together_only_when_each_would_alone() -> None:
+    """The text path decodes nonce + sig as one b64u text: a character moved from one
+    to the other keeps the joined text valid, and must still be refused."""
+    sample = _sample_bundle(2, "nodes")
+    nonce, sig = sample["nonce"], sample["sig"]
+    pairs = [
+        (nonce[:-1], nonce[-1] + sig), (nonce + sig[0], sig[1:]), (nonce[:-4], nonce[-4:] + sig),
+        (nonce + sig[:4], sig[4:]), (nonce[:-1] + "=", sig), (nonce, sig[:-1] + "B"), (nonce, sig + "A"),
+        (nonce[:20] + "+" + nonce[21:], sig), (nonce, sig[:40] + "/" + sig[41:]), ("", nonce + sig),
+    ]
+    for n, s in pairs:
+        damaged = {**sample, "nonce": n, "sig": s}
+        assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), (n, s)
+        assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES)[0] != "ok", (n, s)
+    bundle = pb._parse_canonical_text(canonical(sample))
+    assert bundle is not None and bundle.nonce == b64u_decode(nonce) and bundle.sig == b64u_decode(sig)
+
+
 def test_long_node_lists_take_the_c_passes_with_the_same_answers() -> None:
     ids = sorted("n" + ch * 24 for ch in "abcdefghijklmnopq")  # more than pb._FEW
     assert len(ids) > pb._FEW
