@@ -287,40 +287,14 @@ def _parse_exact(obj: Any) -> Bundle | None:
     items = obj["recipients"]
     if audience is None or type(items) is not list or not 1 <= len(items) <= MAX_RECIPIENTS:
         return None
-    # A wrap's shape without decoding it: 107 characters decode to 80 bytes,
-    # with 2 spare bits in the last one that must be 0, and the alphabet of all
-    # wraps is checked in one pass.
-    if len(items) <= _FEW:
-        # A plain loop: for a handful of recipients it beats the C passes' set-up.
-        nodes, wraps = [], []
-        previous = ""
-        for item in items:
-            if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
-                return None
-            node, wrap = item["node"], item["wrap"]
-            if (
-                type(node) is not str or not _is_node_id(node) or not previous < node
-                or type(wrap) is not str or len(wrap) != _WRAP_CHARS or wrap[-1] not in _WRAP_LAST
-            ):
-                return None
-            previous = node
-            nodes.append(node)
-            wraps.append(wrap)
-    else:
-        for item in items:
-            if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
-                return None
-        nodes = [item["node"] for item in items]
-        wraps = [item["wrap"] for item in items]
-        if (
-            not _node_ids_ascending(nodes)
-            or not _all_str_of_length(wraps, _WRAP_CHARS)
-            or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
-        ):
+    for item in items:
+        if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
             return None
-    if origin not in nodes or not _b64u_alphabet_only("".join(wraps)):
-        return None
+    nodes = [item["node"] for item in items]
+    wraps = [item["wrap"] for item in items]
     recipients = tuple(map(Recipient, nodes, wraps))
+    if not _recipients_ok(recipients, origin):
+        return None
     recipients_json = map('{{"node":"{}","wrap":"{}"}}'.format, nodes, wraps)
     nonce_text, ct_text, sig_text = obj["nonce"], obj["ct"], obj["sig"]
     try:
@@ -442,14 +416,19 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
 
 
 def _recipients_ok(recipients: tuple[Recipient, ...], origin: str) -> bool:
-    """True when the node ids ascend strictly and include ``origin``, and each wrap has the
-    shape of 80 bytes in b64u (the decode typed every member str)."""
+    """True when the node ids are strs that ascend strictly and include ``origin``, and each wrap
+    is a str with the shape of 80 bytes in b64u, without decoding it: 107 characters, with 2
+    spare bits in the last one that must be 0, and the alphabet of all wraps checked in one
+    pass. (A Recipient built from a JSON object may hold anything: the types are checked too.)"""
     if len(recipients) <= _FEW:
         # A plain loop: for a handful of recipients it beats the C passes' set-up.
         previous, seen_origin = "", False
         for r in recipients:
             node, wrap = r.node, r.wrap_b64
-            if not (previous < node and len(wrap) == _WRAP_CHARS and wrap[-1] in _WRAP_LAST and _is_node_id(node)):
+            if (
+                type(node) is not str or not previous < node or type(wrap) is not str
+                or len(wrap) != _WRAP_CHARS or wrap[-1] not in _WRAP_LAST or not _is_node_id(node)
+            ):
                 return False
             seen_origin = seen_origin or node == origin
             previous = node
