@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
+import pybase64
 
 from protocol import shapes
 from protocol.canonical import (
@@ -43,6 +44,12 @@ CLOCK_SKEW_MS = 300_000
 WRAP_BYTES = 80
 NONCE_BYTES = 24
 TAG_BYTES = 16
+
+# The b64u lengths of those sizes: ceil(n * 4 / 3) characters.
+_WRAP_CHARS = 107
+_NONCE_CHARS = 32
+_SIG_CHARS = 86
+_TAG_CHARS = 22
 
 _BUNDLE_FIELDS = ("v", "origin", "created", "expires", "audience", "urgent", "recipients", "nonce", "ct", "sig")
 
@@ -138,8 +145,10 @@ class Recipient(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=Fals
     a bundle's text builds the recipients directly.
     """
 
-    node: str
-    wrap_b64: str = msgspec.field(name="wrap")
+    # The lengths are checked while a bundle's text is decoded (in C); a Recipient
+    # built from a JSON object is checked by _parse_exact before it is made.
+    node: Annotated[str, msgspec.Meta(min_length=25, max_length=25)]
+    wrap_b64: Annotated[str, msgspec.Meta(min_length=107, max_length=107)] = msgspec.field(name="wrap")
 
     @property
     def wrap(self) -> bytes:
@@ -208,7 +217,10 @@ class Bundle:
         """The sealed content key for ``node``, if it is a recipient."""
         for r in self.recipients:
             if r.node == node:
-                return b64u_decode(r.wrap_b64)
+                # The parse checked the wrap's shape (107 b64u characters, the spare
+                # bits 0), so it is decoded here without b64u_decode's checks.
+                wrap: bytes = _b64decode(r.wrap_b64 + "=", b"-_", True)
+                return wrap
         return None
 
     def header(self) -> dict[str, Any]:
@@ -257,6 +269,7 @@ _NODES_KEYS = frozenset(("scope", "nodes"))
 _GROUP_KEYS = frozenset(("scope", "group"))
 _SCOPE_KEY = frozenset(("scope",))
 _is_node_id = shapes.NODE_ID.fullmatch
+_b64decode = pybase64.b64decode
 _is_group = shapes.GROUP_NAME.fullmatch
 
 
@@ -292,6 +305,8 @@ def _parse_exact(obj: Any) -> Bundle | None:
             return None
     nodes = [item["node"] for item in items]
     wraps = [item["wrap"] for item in items]
+    if not _all_str_of_length(nodes, 25) or not _all_str_of_length(wraps, _WRAP_CHARS):
+        return None
     recipients = tuple(map(Recipient, nodes, wraps))
     if not _recipients_ok(recipients, origin):
         return None
@@ -346,14 +361,16 @@ class _FederationAudience(msgspec.Struct, tag_field="scope", tag="federation", f
 
 
 class _WireBundle(msgspec.Struct, forbid_unknown_fields=True):
+    # The lengths of the b64u texts are those of their byte sizes (24, 64, at least
+    # TAG_BYTES), so what decodes from them has the right size without a check.
     audience: _NodesAudience | _GroupAudience | _FederationAudience
     created: SafeUInt
-    ct: str
+    ct: Annotated[str, msgspec.Meta(min_length=_TAG_CHARS)]
     expires: SafeUInt
-    nonce: str
+    nonce: Annotated[str, msgspec.Meta(min_length=_NONCE_CHARS, max_length=_NONCE_CHARS)]
     origin: str
-    recipients: Annotated[list[Recipient], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
-    sig: str
+    recipients: Annotated[tuple[Recipient, ...], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
+    sig: Annotated[str, msgspec.Meta(min_length=_SIG_CHARS, max_length=_SIG_CHARS)]
     urgent: bool
     v: Literal[1]
 
@@ -382,21 +399,16 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
             return None
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None
-    origin, audience = w.origin, _audience_of_wire(w.audience)
-    if audience is None:
+    origin, audience, recipients = w.origin, _audience_of_wire(w.audience), w.recipients
+    if audience is None or not _is_node_id(origin) or not _recipients_ok(recipients, origin):
         return None
-    recipients = tuple(w.recipients)
-    if not _is_node_id(origin) or not _recipients_ok(recipients, origin):
-        return None
-    ct_text, sig_text, nonce_text = w.ct, w.sig, w.nonce
+    ct_text, sig_text = w.ct, w.sig
     try:
         # 24 bytes are exactly 32 characters with no spare bits, so the nonce and the
         # signature decode as one text, and only when each would alone.
-        nonce_sig = b64u_decode(nonce_text + sig_text) if len(nonce_text) == _NONCE_CHARS else b""
+        nonce_sig = b64u_decode(w.nonce + sig_text)
         ct = b64u_decode(ct_text)
     except MalformedJSON:
-        return None
-    if len(nonce_sig) != NONCE_BYTES + 64 or len(ct) < TAG_BYTES:
         return None
     nonce, sig = nonce_sig[:NONCE_BYTES], nonce_sig[NONCE_BYTES:]
     # Canonical and ASCII (every string is a checked id, name or b64u text), so the members
@@ -416,33 +428,27 @@ def _parse_canonical_text(data: bytes) -> Bundle | None:
 
 
 def _recipients_ok(recipients: tuple[Recipient, ...], origin: str) -> bool:
-    """True when the node ids are strs that ascend strictly and include ``origin``, and each wrap
-    is a str with the shape of 80 bytes in b64u, without decoding it: 107 characters, with 2
-    spare bits in the last one that must be 0, and the alphabet of all wraps checked in one
-    pass. (A Recipient built from a JSON object may hold anything: the types are checked too.)"""
+    """True when the node ids ascend strictly and include ``origin``, and each wrap has the shape
+    of 80 bytes in b64u, without decoding it: 2 spare bits in its last character that must be 0,
+    and the alphabet of all wraps checked in one pass. The caller has made sure that every node
+    and wrap is a str of the right length (25 and 107 characters)."""
     if len(recipients) <= _FEW:
         # A plain loop: for a handful of recipients it beats the C passes' set-up.
         previous, seen_origin = "", False
         for r in recipients:
-            node, wrap = r.node, r.wrap_b64
-            if (
-                type(node) is not str or not previous < node or type(wrap) is not str
-                or len(wrap) != _WRAP_CHARS or wrap[-1] not in _WRAP_LAST or not _is_node_id(node)
-            ):
+            node = r.node
+            if not previous < node or r.wrap_b64[-1] not in _WRAP_LAST or not _is_node_id(node):
                 return False
-            seen_origin = seen_origin or node == origin
+            if node == origin:
+                seen_origin = True
             previous = node
         wraps = [r.wrap_b64 for r in recipients]
     else:
         nodes = [r.node for r in recipients]
         wraps = [r.wrap_b64 for r in recipients]
-        seen_origin = origin in nodes
-        if (
-            not _node_ids_ascending(nodes)
-            or not _all_str_of_length(wraps, _WRAP_CHARS)
-            or not _WRAP_LAST.issuperset([w[-1] for w in wraps])
-        ):
+        if not _node_ids_ascending(nodes) or not _WRAP_LAST.issuperset([w[-1] for w in wraps]):
             return False
+        seen_origin = origin in nodes
     return seen_origin and _b64u_alphabet_only("".join(wraps))
 
 
@@ -477,8 +483,6 @@ def _remember(key: tuple[str, ...] | str, audience: Audience) -> Audience:
     return audience
 
 
-_WRAP_CHARS = 107  # ceil(80 * 4 / 3)
-_NONCE_CHARS = 32  # 24 * 4 / 3
 # 107 = 4k + 3: the last character carries 2 unused bits, so it is one whose index is a multiple of 4.
 _WRAP_LAST = frozenset("AEIMQUYcgkosw048")
 _B64U_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
