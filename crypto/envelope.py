@@ -153,7 +153,7 @@ def open_bundle(bundle: Bundle, node: str, keys: Sequence[EncryptionKey], *, now
         plaintext = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(bundle.ct, aad, bundle.nonce, cek)
     except CryptoError:
         raise InvalidBundle("decrypt", f"AEAD check fails for {bundle.id}") from None
-    payload = payload_from_plaintext(plaintext, bundle.audience, now_ms=now_ms)
+    payload = payload_from_plaintext(plaintext, bundle.audience, bundle.origin, now_ms=now_ms)
     # The fast path hands back the header's own Audience when the two agree: identity first.
     if payload.origin != bundle.origin or (payload.audience is not bundle.audience and payload.audience != bundle.audience):
         raise InvalidBundle("payload", "payload origin or audience differs from the header")

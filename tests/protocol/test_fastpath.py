@@ -602,7 +602,7 @@ def reference_payload(plaintext: bytes, header: Audience) -> tuple[Any, ...]:
 
 def fast_payload(plaintext: bytes, header: Audience) -> tuple[Any, ...]:
     try:
-        return ("ok", payload_from_plaintext(plaintext, header, now_ms=NOW))
+        return ("ok", payload_from_plaintext(plaintext, header, ORIGIN, now_ms=NOW))
     except InvalidBundle as exc:
         return ("InvalidBundle", exc.reason, exc.detail)
 
@@ -610,7 +610,7 @@ def fast_payload(plaintext: bytes, header: Audience) -> tuple[Any, ...]:
 def assert_payload_as_reference(plaintext: bytes, header: Audience = HEADER) -> tuple[Any, ...]:
     expected = reference_payload(plaintext, header)
     assert fast_payload(plaintext, header) == expected, plaintext
-    fast = payload_fast(plaintext, header, now_ms=NOW)
+    fast = payload_fast(plaintext, header, ORIGIN, now_ms=NOW)
     if fast is not None:  # the fast path never accepts what the reference refuses
         assert expected == ("ok", fast), plaintext
         assert _types(fast.record) == _types(expected[1].record)
@@ -653,11 +653,11 @@ _BENCH_RECORD = {
 def test_valid_seizures_take_the_payload_fast_path() -> None:
     for record in (SEIZURE, _BENCH_RECORD, _at(_BENCH_RECORD, ("concealment",), "é\n\t\"\\/ 😀 \u2028 ©")):
         plaintext = _payload_bytes(record)
-        assert payload_fast(plaintext, HEADER, now_ms=NOW) is not None
+        assert payload_fast(plaintext, HEADER, ORIGIN, now_ms=NOW) is not None
         assert assert_payload_as_reference(plaintext)[0] == "ok"
     # Another audience than the header's is parsed, not borrowed (the caller compares them).
     other = _payload_bytes(SEIZURE, audience={"scope": "group", "group": "op:ALPHA"})
-    fast = payload_fast(other, HEADER, now_ms=NOW)
+    fast = payload_fast(other, HEADER, ORIGIN, now_ms=NOW)
     assert fast is not None and fast.audience == Audience("group", group="op:ALPHA")
     assert_payload_as_reference(other)
 
