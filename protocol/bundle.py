@@ -452,7 +452,10 @@ def _recipients_ok(recipients: tuple[Recipient, ...], origin: str) -> bool:
         previous, seen_origin = "", False
         for r in recipients:
             node = r.node
-            if not previous < node or r.wrap_b64[-1] not in _WRAP_LAST or not _is_node_id(node):
+            if (
+                not previous < node or r.wrap_b64[-1] not in _WRAP_LAST
+                or (node not in _NODE_IDS and not _node_id_ok(node))
+            ):
                 return False
             if node == origin:
                 seen_origin = True
@@ -522,15 +525,43 @@ def _node_ids_ascending(values: list[Any]) -> bool:
     if len(values) <= _FEW:
         previous = ""
         for value in values:
-            if type(value) is not str or not _is_node_id(value) or not previous < value:
+            if type(value) is not str or (value not in _NODE_IDS and not _node_id_ok(value)) or not previous < value:
                 return False
             previous = value
         return True
     return (
         _all_str_of_length(values, 25)
-        and _NODE_ID_LIST(",".join(values)) is not None
+        and (_NODE_IDS.issuperset(values) or _node_id_list_ok(values))
         and all(map(operator.lt, values, islice(values, 1, None)))
     )
+
+
+# The node ids that matched lately. A federation's bundles name the same few
+# hundred nodes over and over, and a set lookup costs a sixth of the regex
+# (0.02 against 0.14 us an id). Only ids that matched are kept, so being in the
+# set is as good as matching. Bounded: emptied when full.
+_NODE_IDS: set[str] = set()
+_NODE_IDS_KEPT = 4096
+
+
+def _node_id_ok(value: str) -> bool:
+    """``_is_node_id(value)`` for a str, remembering it when it matches."""
+    if _is_node_id(value) is None:
+        return False
+    if len(_NODE_IDS) >= _NODE_IDS_KEPT:
+        _NODE_IDS.clear()
+    _NODE_IDS.add(value)
+    return True
+
+
+def _node_id_list_ok(values: list[str]) -> bool:
+    """Every item of a list of 25-character strs is a node id (one regex pass), remembered when so."""
+    if _NODE_ID_LIST(",".join(values)) is None:
+        return False
+    if len(_NODE_IDS) + len(values) > _NODE_IDS_KEPT:
+        _NODE_IDS.clear()
+    _NODE_IDS.update(values)
+    return True
 
 
 def _b64u_alphabet_only(text: str) -> bool:

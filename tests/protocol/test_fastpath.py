@@ -821,3 +821,32 @@ def test_long_node_lists_take_the_c_passes_with_the_same_answers() -> None:
             damaged["recipients"][i]["wrap"] = bad_wrap
             assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES), bad_wrap
     assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok" and pb._parse_exact(sample) is not None
+
+
+def test_remembered_node_ids_are_only_those_that_matched_and_stay_bounded() -> None:
+    """The set of node ids seen lately stands in for the regex: nothing that fails the regex
+    may enter it, an id that differs by one character from a remembered one is still refused,
+    and it never grows past its bound."""
+    pb._NODE_IDS.clear()
+    ids = sorted("n" + ch * 24 for ch in "abcdefghijklmnopq")
+    for nodes in (ids[:3], ids):  # the few-recipients loop, then the C passes
+        sample = _sample_bundle(3, "nodes")
+        wrap = sample["recipients"][0]["wrap"]
+        sample["recipients"] = [{"node": n, "wrap": wrap} for n in nodes]
+        sample["origin"] = nodes[1]
+        assert bundle_outcome(sample, pb.MAX_BUNDLE_BYTES)[0] == "ok"
+        for bad in (nodes[1][:-1] + "1", nodes[1].upper(), nodes[1][:-1] + "é"):
+            damaged = copy.deepcopy(sample)
+            damaged["recipients"][1]["node"] = bad
+            assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES) == reference_outcome(damaged, pb.MAX_BUNDLE_BYTES)
+            assert bundle_outcome(damaged, pb.MAX_BUNDLE_BYTES)[0] != "ok", bad
+            assert pb._parse_canonical_text(canonical(damaged)) is None
+    assert set(ids) <= pb._NODE_IDS
+    assert all(pb.shapes.NODE_ID.fullmatch(n) for n in pb._NODE_IDS)
+    # Bounded, whichever way the ids come in: one at a time, or a long list at once.
+    letters = str.maketrans("0123456789", "abcdefghij")
+    fill = ["n" + f"{i:024d}".translate(letters) for i in range(pb._NODE_IDS_KEPT + 100)]
+    for node in fill:
+        assert pb._node_id_ok(node)
+    assert len(pb._NODE_IDS) <= pb._NODE_IDS_KEPT
+    assert pb._node_ids_ascending(fill[-600:]) and len(pb._NODE_IDS) <= pb._NODE_IDS_KEPT
