@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -363,7 +363,7 @@ def _parse_text_reference(data: bytes, max_bytes: int) -> Bundle:
 
 
 class _NodesAudience(msgspec.Struct, tag_field="scope", tag="nodes", forbid_unknown_fields=True):
-    nodes: Annotated[list[str], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
+    nodes: Annotated[tuple[str, ...], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]  # as Audience holds them
 
 
 class _GroupAudience(msgspec.Struct, tag_field="scope", tag="group", forbid_unknown_fields=True):
@@ -473,9 +473,9 @@ def _recipients_ok(recipients: tuple[Recipient, ...], origin: str) -> bool:
 def _audience_of_wire(wire: _NodesAudience | _GroupAudience | _FederationAudience) -> Audience | None:
     """The Audience of a typed wire audience whose members check out as ``Audience.from_json``'s do, else None."""
     if type(wire) is _NodesAudience:
-        nodes = tuple(wire.nodes)
+        nodes = wire.nodes
         audience = _AUDIENCES.get(nodes)
-        if audience is None and _node_ids_ascending(wire.nodes):
+        if audience is None and _node_ids_ascending(nodes):
             audience = _remember(nodes, Audience._checked("nodes", nodes, ""))
         return audience
     if type(wire) is _GroupAudience:
@@ -510,13 +510,13 @@ _FEW = 8  # up to this many node ids or recipients, a Python loop checks them fa
 _NODE_ID_LIST = re.compile(r"n[a-z2-7]{24}(?:,n[a-z2-7]{24})*").fullmatch
 
 
-def _all_str_of_length(values: list[Any], length: int) -> bool:
+def _all_str_of_length(values: Sequence[Any], length: int) -> bool:
     """True when every item is an exact str of ``length`` characters (C loops, no Python one)."""
     return set(map(type, values)) == {str} and set(map(len, values)) == {length}
 
 
-def _node_ids_ascending(values: list[Any]) -> bool:
-    """True for a non-empty list of node ids in strictly ascending order (sorted, no duplicates).
+def _node_ids_ascending(values: Sequence[Any]) -> bool:
+    """True for a non-empty list (or tuple) of node ids in strictly ascending order (sorted, no duplicates).
 
     One regex pass over the ids joined by commas instead of one per id: every
     item is a str of exactly 25 characters, and the pattern's ids (which hold
@@ -554,7 +554,7 @@ def _node_id_ok(value: str) -> bool:
     return True
 
 
-def _node_id_list_ok(values: list[str]) -> bool:
+def _node_id_list_ok(values: Sequence[str]) -> bool:
     """Every item of a list of 25-character strs is a node id (one regex pass), remembered when so."""
     if _NODE_ID_LIST(",".join(values)) is None:
         return False

@@ -244,7 +244,7 @@ def _header_if_same(wire: Any, header: Audience) -> Audience | None:
     """The header's audience when the payload names the same one (the common case, and not checked
     again), else the payload's own, checked (the caller refuses a payload whose audience differs)."""
     if type(wire) is _NodesAudience:
-        same = header.scope == "nodes" and tuple(wire.nodes) == header.nodes
+        same = header.scope == "nodes" and wire.nodes == header.nodes
     elif type(wire) is _GroupAudience:
         same = header.scope == "group" and wire.group == header.group
     else:
