@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import random
 import signal
 import socket
 import subprocess
@@ -31,10 +32,41 @@ def cpu_model() -> str:
 
 
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 now (the scripts' nodes listen nowhere else)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that is free on 127.0.0.1 now (the scripts' and tests' nodes listen nowhere else).
+
+    Not one the kernel picks for ``bind(0)``: those come from the range it
+    also gives outgoing connections their local ports from, and a node's port
+    is chosen when its folder is made, before its server binds it. In that
+    gap a client connection took one once (EADDRINUSE in a federation test).
+    Below that range, only a listener can take a port, and the ports handed
+    out here are not handed out again in this process.
+    """
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = _PORT_RNG.randrange(10_000, low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port between 10000 and {low}")
+
+
+_PORT_RNG = random.Random()
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux's default if unknown)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, 11_000)  # a range that starts very low still leaves room below it
 
 
 def _stat(pid: int | str) -> list[str] | None:

@@ -9,7 +9,7 @@ officer API) on its own loopback port. Sync is driven explicitly
 from __future__ import annotations
 
 import json
-import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,10 @@ from node.server import make_runner
 from node.store import directory as dir_store
 from node.store import peers as peer_store
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from benchlib import free_port  # shared with the scripts, which start real nodes too
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port"]  # tests import it from here
 
 
 @dataclass
