@@ -254,8 +254,9 @@ def b64u_decode(text: str) -> bytes:
         except ValueError:  # binascii.Error is one; a non-ASCII str raises the plain kind
             pass
         else:
-            # The unused bits of the last character must be 0 (none for rem 0, nor for "").
-            if not _UNUSED_BITS[rem] & _B64U_TAIL[text[-1:]]:
+            # The unused bits of the last character must be 0 (none for rem 0, nor for "");
+            # a character the decoder should not have taken counts as all bits set.
+            if not _UNUSED_BITS[rem] & _B64U_TAIL.get(text[-1:], 0xFF):
                 return raw
     return _b64u_decode_reference(text)
 

@@ -24,7 +24,7 @@ from node.server import make_runner
 from node.store import directory as dir_store
 from node.store import peers as peer_store
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "scripts"))  # last: nothing there shadows a module
 from benchlib import free_port  # shared with the scripts, which start real nodes too
 
 __all__ = ["free_port"]  # tests import it from here
