@@ -147,8 +147,7 @@ def open_bundle(bundle: Bundle, node: str, keys: Sequence[EncryptionKey], *, now
     """
     cek = unwrap_key(bundle, node, keys)
     try:
-        # H hashed here rather than read from the cached bundle.header_hash: a recipient needs it
-        # once, and the descriptor's call back into Python cost more (paired runs, ~0.3%).
+        # H = sha256(domain + canonical(header)), hashed here: only a recipient needs it, once.
         aad = _sha256(bundle.header_bytes).digest()
         plaintext = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(bundle.ct, aad, bundle.nonce, cek)
     except CryptoError:

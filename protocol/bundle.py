@@ -1,10 +1,11 @@
 """The bundle and its payload (PROTOCOL.md section 3): structures, parsing, the bytes signed.
 
 ``parse_bundle`` is the only way a bundle from outside becomes a ``Bundle``;
-it checks size and shape strictly and computes the id and the bytes that the
-signature and the AEAD cover, once (the AEAD's hash when first asked for:
-relays never need it). It does not check the signature, the
-origin or the time: that is ``crypto.envelope`` and ``protocol.audience``.
+it checks size and shape strictly and computes, once, the id and the bytes that
+the signature and the AEAD cover (the AEAD's hash ``H`` is left to the
+recipient that opens it: relays never need it). It does not check the
+signature, the origin or the time: that is ``crypto.envelope`` and
+``protocol.audience``.
 """
 
 from __future__ import annotations
@@ -178,13 +179,14 @@ class Bundle(msgspec.Struct, frozen=True, dict=True):
     dataclass: it is built by one C call from its fields in order (0.12 us,
     where a frozen dataclass took 0.6 us even without its __init__), on every
     bundle received. ``dict=True`` gives the instance the ``__dict__`` that
-    the values worked out on first use (``_once``) are kept in.
+    ``obj``, worked out on first use (``_once``), is kept in.
 
-    The header hash ``H``, which only a recipient needs, is worked out on
-    first use (``header_hash``): a relay, which checks and forwards, never
-    pays for it. The ciphertext is decoded at parse: checking its base64url
-    text costs a relay about as much as decoding it (one pass either way), and
-    a recipient then has the bytes at no further cost.
+    The header hash ``H``, which only a recipient needs, is hashed from
+    ``header_bytes`` by ``crypto.envelope.open_bundle``: a relay, which checks
+    and forwards, never pays for it. The ciphertext is decoded at parse:
+    checking its base64url text costs a relay about as much as decoding it
+    (one pass either way), and a recipient then has the bytes at no further
+    cost.
     """
 
     origin: str
@@ -214,11 +216,6 @@ class Bundle(msgspec.Struct, frozen=True, dict=True):
         """The bundle's JSON object (decoded from ``raw`` on first use when parsed from bytes)."""
         value: dict[str, Any] = _decode_json(self.raw)
         return value
-
-    @_once
-    def header_hash(self) -> bytes:
-        """``H = sha256(domain + canonical(header))``: the AEAD's associated data."""
-        return hashlib.sha256(self.header_bytes).digest()
 
     @property
     def recipient_ids(self) -> tuple[str, ...]:

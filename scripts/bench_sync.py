@@ -968,7 +968,7 @@ def raw_inputs(bundles: Sequence[Bundle], a: Member, b: Member) -> RawInputs:
         [x.sig + x.signed_bytes for x in bundles],
         wraps,
         [x.ct for x in bundles],
-        [x.header_hash for x in bundles],
+        [hashlib.sha256(x.header_bytes).digest() for x in bundles],  # H, as open_bundle computes it
         [x.nonce for x in bundles],
         KeyStore(a.home).identity().public,
         key.public,
